@@ -1,8 +1,26 @@
-use burn::backend::{Autodiff, Flex};
-use burn::prelude::*;
-fn main() {
-    let d = Default::default();
-    let t = Tensor::<Autodiff<Flex>, 2>::ones([2, 2], &d);
-    println!("{}", t.sum().into_scalar());
-    let _ = faer::Mat::<f64>::identity(2, 2).singular_values();
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    // A bug must not greet the user with a backtrace: one line, and a non-zero exit.
+    std::panic::set_hook(Box::new(|info| {
+        eprintln!("sinkscope: internal error: {info}. Please report it.");
+    }));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let cli = sinkscope::cli::Cli::parse();
+    match sinkscope::cli::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

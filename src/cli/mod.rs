@@ -1,0 +1,30 @@
+//! Command-line interface: argument parsing and one `run` per command. Library
+//! errors arrive here typed and leave as a one-line message and a non-zero exit.
+
+pub mod train;
+
+use clap::{Parser, Subcommand};
+
+/// sinkscope: train transformers with swappable position encodings, watch attention
+/// sinks emerge, and analyze pretrained models.
+#[derive(Parser, Debug)]
+#[command(name = "sinkscope", version, about, long_about = None)]
+pub struct Cli {
+    /// The command to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model (or a sweep of models) from a recipe.
+    Train(train::TrainArgs),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Train(args) => train::run(&args),
+    }
+}

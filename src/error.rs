@@ -1,0 +1,55 @@
+//! The library's one error type. Every variant names the file or field at fault, so
+//! the binary can print it as is and exit non-zero without a backtrace.
+
+use std::path::{Path, PathBuf};
+
+/// Result with sinkscope's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, and where.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A recipe, config.json or command-line setting is missing, unknown or out of range.
+    #[error("{source_name}: `{field}`: {message}")]
+    Config {
+        /// The file (or `--set`) the setting came from.
+        source_name: String,
+        /// The dotted field name.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A file could not be read or written, or its content is malformed.
+    #[error("{}: {message}", path.display())]
+    File {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Training produced a non-finite loss.
+    #[error("{0}")]
+    Diverged(String),
+    /// Anything else that stops a command, with its explanation.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    /// A bad setting `field` in `source_name`.
+    pub fn config(source_name: &str, field: &str, message: impl Into<String>) -> Self {
+        Self::Config {
+            source_name: source_name.to_string(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// A problem with the file at `path`.
+    pub fn file(path: impl AsRef<Path>, message: impl std::fmt::Display) -> Self {
+        Self::File {
+            path: path.as_ref().to_path_buf(),
+            message: message.to_string(),
+        }
+    }
+}

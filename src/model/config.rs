@@ -1,0 +1,378 @@
+//! The one description of a transformer that sinkscope builds.
+//!
+//! Training recipes and every imported family (Llama, Qwen2, Mistral, Gemma, Phi-2,
+//! GPT-NeoX/Pythia, GPT-2, BERT, XLM-RoBERTa) resolve to this struct: a family is a
+//! table of switches here plus a table of tensor names in `import`, never a copy of
+//! the model code.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Whether queries see only the past (decoder, causal LM) or the whole sequence
+/// (encoder, masked LM). The paper's centralized/distributed frames are decoder
+/// phenomena; the bidirectional frame needs an encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Arch {
+    /// Causal self-attention, next-token loss.
+    #[default]
+    Decoder,
+    /// Bidirectional self-attention, masked-token loss.
+    Encoder,
+}
+
+/// Normalisation layer. RMSNorm has no bias and no mean subtraction (Llama family);
+/// LayerNorm has both (GPT-2, BERT, Pythia, Phi-2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormKind {
+    /// `(x - mean) / sqrt(var + eps) * w + b`.
+    #[default]
+    Layer,
+    /// `x / sqrt(mean(x²) + eps) * w`.
+    Rms,
+}
+
+/// Where the norms sit and how the two sublayers join the residual stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum BlockKind {
+    /// `x += attn(norm1(x)); x += mlp(norm2(x))` (GPT-2, Llama).
+    #[default]
+    Pre,
+    /// `x = norm1(x + attn(x)); x = norm2(x + mlp(x))` (BERT, original Transformer).
+    Post,
+    /// `x += attn(norm1(x)) + mlp(norm2(x))` (GPT-NeoX/Pythia `use_parallel_residual`).
+    Parallel,
+    /// `h = norm1(x); x += attn(h) + mlp(h)` (Phi-2, GPT-J: one shared norm).
+    ParallelShared,
+}
+
+/// Feed-forward network: activation, and whether it is gated
+/// (`act(x W_gate) * (x W_up)`, SwiGLU/GeGLU) or plain (`act(x W_up)`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum MlpKind {
+    /// Plain MLP with exact (erf) GELU (BERT, Pythia).
+    #[default]
+    Gelu,
+    /// Plain MLP with tanh-approximated GELU, "gelu_new" (GPT-2, Phi-2).
+    GeluTanh,
+    /// Plain MLP with ReLU.
+    Relu,
+    /// Gated MLP with SiLU (Llama, Mistral, Qwen2).
+    Swiglu,
+    /// Gated MLP with exact GELU.
+    Geglu,
+    /// Gated MLP with tanh-approximated GELU (Gemma).
+    GegluTanh,
+}
+
+impl MlpKind {
+    /// Gated MLPs carry a third projection (`gate`).
+    pub fn is_gated(self) -> bool {
+        matches!(self, Self::Swiglu | Self::Geglu | Self::GegluTanh)
+    }
+}
+
+/// Attention normaliser. `quiet` is "softmax plus one" (Miller 2023):
+/// `exp(x_i) / (1 + Σ_j exp(x_j))`, letting a head attend to nothing instead of a sink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum SoftmaxKind {
+    /// Rows sum to 1.
+    #[default]
+    Standard,
+    /// Rows sum to less than 1; the remainder is "attention to nothing".
+    Quiet,
+}
+
+/// The position encoding: the one component the paper's experiments swap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum PositionKind {
+    /// NoPE: position only through the causal mask.
+    None,
+    /// Learned absolute position embeddings added to the token embeddings.
+    Learned,
+    /// Fixed sinusoidal absolute embeddings (Vaswani et al. 2017).
+    Sinusoidal,
+    /// Rotary embeddings on q and k (Su et al. 2021).
+    #[default]
+    Rope,
+    /// Rotary embeddings with an NTK-aware enlarged base:
+    /// `base' = base · s^(d_rot / (d_rot − 2))`, `s = factor`.
+    NtkRope,
+    /// Linear biases on the attention scores (Press et al. 2022).
+    Alibi,
+}
+
+/// How rotary embeddings pair the dimensions they rotate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RopePairing {
+    /// Dimension i rotates with i + d_rot/2 ("rotate_half": Llama, NeoX, Phi, Gemma, Qwen2).
+    #[default]
+    Half,
+    /// Dimension 2i rotates with 2i + 1 (GPT-J, burn's `RotaryEncoding`).
+    Interleaved,
+}
+
+/// Context-extension rules of Hugging Face `rope_scaling`, applied to the rotary
+/// frequencies. `ntk-rope` covers the static NTK-aware case.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum RopeScaling {
+    /// Position interpolation: every frequency divided by `factor`.
+    Linear {
+        /// Interpolation factor.
+        factor: f64,
+    },
+    /// Dynamic NTK: when the sequence exceeds `original_max`, the base grows as
+    /// `base · (factor·T/original_max − (factor − 1))^(d/(d−2))`.
+    Dynamic {
+        /// Scaling factor.
+        factor: f64,
+        /// Context length the model was trained with.
+        original_max: usize,
+    },
+    /// Llama 3.1 frequency-dependent scaling.
+    Llama3 {
+        /// Scaling factor for low frequencies.
+        factor: f64,
+        /// Wavelength boundary (as a fraction of `original_max`) for low frequencies.
+        low_freq_factor: f64,
+        /// Wavelength boundary for high frequencies.
+        high_freq_factor: f64,
+        /// Context length the model was trained with.
+        original_max: usize,
+    },
+}
+
+/// Position encoding settings. Flat, so a sweep can switch `kind` alone and keep
+/// the other fields; fields that a kind does not use are ignored by it.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PositionConfig {
+    /// Which encoding.
+    pub kind: PositionKind,
+    /// Rotary base θ (rope, ntk-rope).
+    pub base: f64,
+    /// Share of each head's dimensions that rotate (partial rotary: Phi-2 0.4, Pythia 0.25).
+    pub fraction: f64,
+    /// Dimension pairing of the rotation.
+    pub pairing: RopePairing,
+    /// NTK scale factor s (ntk-rope).
+    pub factor: f64,
+    /// Extra Hugging Face `rope_scaling` rule (rope).
+    pub scaling: Option<RopeScaling>,
+    /// First position index (XLM-RoBERTa counts from padding_idx + 1 = 2).
+    pub offset: usize,
+}
+
+impl Default for PositionConfig {
+    fn default() -> Self {
+        Self {
+            kind: PositionKind::Rope,
+            base: 10_000.0,
+            fraction: 1.0,
+            pairing: RopePairing::Half,
+            factor: 4.0,
+            scaling: None,
+            offset: 0,
+        }
+    }
+}
+
+impl PositionConfig {
+    /// Whether q and k are rotated.
+    pub fn is_rotary(&self) -> bool {
+        matches!(self.kind, PositionKind::Rope | PositionKind::NtkRope)
+    }
+
+    /// Whether a table of absolute embeddings is added to the tokens.
+    pub fn is_absolute(&self) -> bool {
+        matches!(self.kind, PositionKind::Learned | PositionKind::Sinusoidal)
+    }
+}
+
+/// A transformer, fully described by data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Decoder (causal) or encoder (bidirectional).
+    pub arch: Arch,
+    /// Vocabulary size (0 in a recipe: taken from the tokenizer).
+    pub vocab_size: usize,
+    /// Residual stream width d.
+    pub d_model: usize,
+    /// Number of blocks L.
+    pub n_layers: usize,
+    /// Query heads H.
+    pub n_heads: usize,
+    /// Key/value heads for grouped-query attention (None: = n_heads). Must divide n_heads.
+    pub n_kv_heads: Option<usize>,
+    /// Per-head width (None: d_model / n_heads; Gemma sets it apart).
+    pub head_dim: Option<usize>,
+    /// Hidden width of the MLP.
+    pub d_ff: usize,
+    /// Longest sequence (size of the learned position table; rotary tables grow as needed).
+    pub max_seq_len: usize,
+    /// Position encoding.
+    pub position: PositionConfig,
+    /// Norm type.
+    pub norm: NormKind,
+    /// Norm epsilon.
+    pub norm_eps: f64,
+    /// Block layout.
+    pub block: BlockKind,
+    /// MLP type.
+    pub mlp: MlpKind,
+    /// Bias on the q, k, v projections.
+    pub qkv_bias: bool,
+    /// Bias on the attention output projection.
+    pub out_bias: bool,
+    /// Biases in the MLP.
+    pub mlp_bias: bool,
+    /// Bias on the LM head.
+    pub lm_head_bias: bool,
+    /// LM head shares the token embedding matrix.
+    pub tie_embeddings: bool,
+    /// Attention normaliser.
+    pub softmax: SoftmaxKind,
+    /// Score scale (None: 1/√head_dim).
+    pub attn_scale: Option<f64>,
+    /// Token embeddings multiplied by this (Gemma: √d).
+    pub embed_scale: Option<f64>,
+    /// A norm right after the embeddings (BERT).
+    pub embed_norm: bool,
+    /// Token-type (segment) embeddings; 0 for none (BERT: 2, RoBERTa: 1).
+    pub type_vocab_size: usize,
+    /// A norm after the last block (pre-norm models).
+    pub final_norm: bool,
+    /// Masked-LM head transform `norm(act(x W))` before the output projection (BERT, RoBERTa).
+    pub head_transform: bool,
+    /// Dropout on attention probabilities and residual branches (training only).
+    pub dropout: f64,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            arch: Arch::Decoder,
+            vocab_size: 0,
+            d_model: 128,
+            n_layers: 4,
+            n_heads: 4,
+            n_kv_heads: None,
+            head_dim: None,
+            d_ff: 512,
+            max_seq_len: 128,
+            position: PositionConfig::default(),
+            norm: NormKind::Layer,
+            norm_eps: 1e-5,
+            block: BlockKind::Pre,
+            mlp: MlpKind::Gelu,
+            qkv_bias: false,
+            out_bias: false,
+            mlp_bias: false,
+            lm_head_bias: false,
+            tie_embeddings: true,
+            softmax: SoftmaxKind::Standard,
+            attn_scale: None,
+            embed_scale: None,
+            embed_norm: false,
+            type_vocab_size: 0,
+            final_norm: true,
+            head_transform: false,
+            dropout: 0.0,
+        }
+    }
+}
+
+impl ModelConfig {
+    /// Key/value heads (grouped-query attention).
+    pub fn kv_heads(&self) -> usize {
+        self.n_kv_heads.unwrap_or(self.n_heads)
+    }
+
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim.unwrap_or(self.d_model / self.n_heads.max(1))
+    }
+
+    /// Rotated dimensions per head (even, as rotations act on pairs).
+    pub fn rotary_dim(&self) -> usize {
+        let d = (self.head_dim() as f64 * self.position.fraction).round() as usize;
+        d - d % 2
+    }
+
+    /// Whether attention is causal.
+    pub fn is_causal(&self) -> bool {
+        self.arch == Arch::Decoder
+    }
+
+    /// Checks the switches fit together; `what` names the source (a recipe field or a
+    /// config.json) in the error.
+    pub fn validate(&self, what: &str) -> Result<()> {
+        let bad = |field: &str, msg: String| Err(Error::config(what, field, msg));
+        if self.vocab_size == 0 {
+            return bad("vocab_size", "must be positive".into());
+        }
+        for (field, v) in [
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("d_ff", self.d_ff),
+            ("max_seq_len", self.max_seq_len),
+        ] {
+            if v == 0 {
+                return bad(field, "must be positive".into());
+            }
+        }
+        if self.head_dim.is_none() && self.d_model % self.n_heads != 0 {
+            return bad(
+                "n_heads",
+                format!(
+                    "{} heads do not divide d_model {}",
+                    self.n_heads, self.d_model
+                ),
+            );
+        }
+        let kv = self.kv_heads();
+        if kv == 0 || self.n_heads % kv != 0 {
+            return bad(
+                "n_kv_heads",
+                format!(
+                    "{kv} key/value heads do not divide {} query heads",
+                    self.n_heads
+                ),
+            );
+        }
+        if self.position.is_rotary() {
+            if !(self.position.fraction > 0.0 && self.position.fraction <= 1.0) {
+                return bad("position.fraction", "must lie in (0, 1]".into());
+            }
+            if self.rotary_dim() < 2 {
+                return bad(
+                    "position.fraction",
+                    "rotates fewer than 2 dimensions".into(),
+                );
+            }
+            if self.position.base <= 1.0 {
+                return bad("position.base", "must exceed 1".into());
+            }
+        }
+        if self.position.kind == PositionKind::NtkRope && self.position.factor < 1.0 {
+            return bad("position.factor", "NTK factor must be at least 1".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return bad("dropout", "must lie in [0, 1)".into());
+        }
+        if !(self.norm_eps > 0.0) {
+            return bad("norm_eps", "must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,57 @@
+//! The feed-forward sublayer: plain (`down(act(up x))`) or gated
+//! (`down(act(gate x) ⊙ up x)`).
+
+use burn::nn::Linear;
+use burn::prelude::*;
+use burn::tensor::activation;
+
+use crate::model::config::{MlpKind, ModelConfig};
+use crate::model::linear::linear;
+
+/// Feed-forward network of one block.
+#[derive(Module, Debug)]
+pub struct Mlp<B: Backend> {
+    /// `[d, d_ff]`.
+    pub up: Linear<B>,
+    /// `[d, d_ff]`, gated kinds only.
+    pub gate: Option<Linear<B>>,
+    /// `[d_ff, d]`.
+    pub down: Linear<B>,
+    /// Activation and gating.
+    #[module(skip)]
+    pub kind: MlpKind,
+}
+
+/// Applies the activation of `kind` (the gate's, for gated kinds).
+pub fn activate<B: Backend, const D: usize>(kind: MlpKind, x: Tensor<B, D>) -> Tensor<B, D> {
+    match kind {
+        MlpKind::Gelu | MlpKind::Geglu => activation::gelu(x),
+        MlpKind::GeluTanh | MlpKind::GegluTanh => activation::gelu_approximate(x),
+        MlpKind::Relu => activation::relu(x),
+        MlpKind::Swiglu => activation::silu(x),
+    }
+}
+
+impl<B: Backend> Mlp<B> {
+    /// Fresh MLP; `out_std` for the projection back into the residual stream.
+    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, device: &B::Device) -> Self {
+        Self {
+            up: linear(cfg.d_model, cfg.d_ff, cfg.mlp_bias, std, device),
+            gate: cfg
+                .mlp
+                .is_gated()
+                .then(|| linear(cfg.d_model, cfg.d_ff, cfg.mlp_bias, std, device)),
+            down: linear(cfg.d_ff, cfg.d_model, cfg.mlp_bias, out_std, device),
+            kind: cfg.mlp,
+        }
+    }
+
+    /// `[B, T, d] → [B, T, d]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let hidden = match &self.gate {
+            Some(gate) => activate(self.kind, gate.forward(x.clone())) * self.up.forward(x),
+            None => activate(self.kind, self.up.forward(x)),
+        };
+        self.down.forward(hidden)
+    }
+}

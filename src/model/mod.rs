@@ -1,0 +1,18 @@
+//! The transformer sinkscope trains and imports into: one definition configured by
+//! [`ModelConfig`], with the position encoding as a swappable component and a forward
+//! pass that can hand out attention maps and residuals.
+
+pub mod attention;
+pub mod block;
+pub mod config;
+pub mod linear;
+pub mod mlp;
+pub mod norm;
+pub mod params;
+pub mod position;
+pub mod transformer;
+
+pub use config::{
+    Arch, BlockKind, MlpKind, ModelConfig, NormKind, PositionConfig, PositionKind, SoftmaxKind,
+};
+pub use transformer::{Batch, ForwardOptions, ForwardOutput, KeyAblation, Transformer};

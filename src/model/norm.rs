@@ -1,0 +1,89 @@
+//! LayerNorm and RMSNorm behind one module with the same parameter names
+//! (`weight`, `bias`), so every family maps its norms the same way.
+//!
+//! Written here rather than using burn's `LayerNorm`/`RmsNorm` so that one type
+//! covers both and the arithmetic matches Hugging Face's (biased variance, epsilon
+//! inside the square root). Gemma's `(1 + w)` scaling is folded into `weight` at
+//! import.
+
+use burn::module::Param;
+use burn::prelude::*;
+
+use crate::model::config::NormKind;
+
+/// A normalisation over the last dimension.
+#[derive(Module, Debug)]
+pub struct Norm<B: Backend> {
+    /// Scale `[d]`.
+    pub weight: Param<Tensor<B, 1>>,
+    /// Shift `[d]` (LayerNorm only).
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    /// Which normalisation.
+    #[module(skip)]
+    pub kind: NormKind,
+    /// Added to the variance (or mean square) before the square root.
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl<B: Backend> Norm<B> {
+    /// Identity-initialised norm of width `d`.
+    pub fn new(kind: NormKind, d: usize, eps: f64, device: &B::Device) -> Self {
+        Self {
+            weight: Param::from_tensor(Tensor::ones([d], device)),
+            bias: (kind == NormKind::Layer).then(|| Param::from_tensor(Tensor::zeros([d], device))),
+            kind,
+            eps,
+        }
+    }
+
+    /// Normalises `x` `[B, T, d]`.
+    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let x = match self.kind {
+            NormKind::Layer => {
+                let mean = x.clone().mean_dim(2);
+                let centered = x - mean;
+                let var = centered.clone().square().mean_dim(2);
+                centered / (var + self.eps).sqrt()
+            }
+            NormKind::Rms => {
+                let ms = x.clone().square().mean_dim(2);
+                x / (ms + self.eps).sqrt()
+            }
+        };
+        let x = x * self.weight.val().unsqueeze::<3>();
+        match &self.bias {
+            Some(b) => x + b.val().unsqueeze::<3>(),
+            None => x,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
+
+    #[test]
+    fn layer_and_rms_norm_by_hand() {
+        let dev = Default::default();
+        let x = Tensor::<Flex, 3>::from_data(
+            TensorData::new(vec![1.0f32, 2.0, 3.0, 6.0], [1, 1, 4]),
+            &dev,
+        );
+        // mean 3, deviations (-2,-1,0,3), var 14/4 = 3.5.
+        let ln = Norm::<Flex>::new(NormKind::Layer, 4, 0.0 + 1e-12, &dev).forward(x.clone());
+        let got = ln.into_data().to_vec::<f32>().unwrap();
+        let s = 3.5f32.sqrt();
+        for (g, e) in got.iter().zip([-2.0 / s, -1.0 / s, 0.0, 3.0 / s]) {
+            assert!((g - e).abs() < 1e-5);
+        }
+        // mean square (1 + 4 + 9 + 36)/4 = 12.5.
+        let rms = Norm::<Flex>::new(NormKind::Rms, 4, 1e-12, &dev).forward(x);
+        let got = rms.into_data().to_vec::<f32>().unwrap();
+        let r = 12.5f32.sqrt();
+        for (g, e) in got.iter().zip([1.0 / r, 2.0 / r, 3.0 / r, 6.0 / r]) {
+            assert!((g - e).abs() < 1e-5);
+        }
+    }
+}

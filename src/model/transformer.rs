@@ -1,0 +1,293 @@
+//! The transformer: embeddings, blocks, head — and the forward pass that can hand
+//! out every attention map and the residual stream (TransformerLens'
+//! `hook_pattern` and `hook_resid_post`).
+
+use burn::module::Param;
+use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use crate::model::block::Block;
+use crate::model::config::ModelConfig;
+use crate::model::linear::linear;
+use crate::model::mlp::activate;
+use crate::model::norm::Norm;
+use crate::model::position::PositionEmbedding;
+
+/// Standard deviation of the from-scratch initialisation (GPT-2's 0.02).
+pub const INIT_STD: f64 = 0.02;
+
+/// The masked-LM head transform of BERT/RoBERTa: `norm(act(x W + b))`.
+#[derive(Module, Debug)]
+pub struct HeadTransform<B: Backend> {
+    /// `[d, d]` with bias.
+    pub dense: Linear<B>,
+    /// LayerNorm.
+    pub norm: Norm<B>,
+}
+
+/// The one model definition, for training and for every imported family.
+#[derive(Module, Debug)]
+pub struct Transformer<B: Backend> {
+    /// Token embeddings `[V, d]`.
+    pub embed: Embedding<B>,
+    /// Position encoding parameters (learned table only).
+    pub position: PositionEmbedding<B>,
+    /// Segment embeddings (BERT family); row 0 is added to every token.
+    pub token_type: Option<Embedding<B>>,
+    /// Norm applied to the summed embeddings (BERT family).
+    pub embed_norm: Option<Norm<B>>,
+    /// The blocks.
+    pub blocks: Vec<Block<B>>,
+    /// Norm after the last block (pre-norm families).
+    pub final_norm: Option<Norm<B>>,
+    /// Masked-LM transform before the output projection (BERT family).
+    pub head_transform: Option<HeadTransform<B>>,
+    /// Untied output projection `[d, V]`.
+    pub lm_head: Option<Linear<B>>,
+    /// Output bias of a tied head `[V]`.
+    pub lm_bias: Option<Param<Tensor<B, 1>>>,
+    dropout: Dropout,
+    /// The switches this model was built from.
+    #[module(skip)]
+    pub config: ModelConfig,
+}
+
+/// Token ids and, for batches of unequal lengths, which positions are padding.
+#[derive(Clone, Debug)]
+pub struct Batch<B: Backend> {
+    /// `[B, T]` token ids.
+    pub ids: Tensor<B, 2, Int>,
+    /// `[B, T]`, true at padding positions (keys there are masked out).
+    pub padding: Option<Tensor<B, 2, Bool>>,
+}
+
+/// Mask key positions out of attention: the reference-token ablation experiment.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct KeyAblation {
+    /// Key positions no query may attend to.
+    pub positions: Vec<usize>,
+    /// Layers where the mask applies (None: all).
+    pub layers: Option<Vec<usize>>,
+    /// Heads where the mask applies (None: all).
+    pub heads: Option<Vec<usize>>,
+}
+
+/// What a forward pass should hand out besides the logits. The default asks for
+/// nothing, and then nothing extra is kept.
+#[derive(Clone, Debug, Default)]
+pub struct ForwardOptions {
+    /// Keep every layer's attention probabilities.
+    pub attentions: bool,
+    /// Keep the residual stream after the embeddings and after each block.
+    pub residuals: bool,
+    /// Mask these keys out of attention.
+    pub ablation: Option<KeyAblation>,
+}
+
+/// The result of a forward pass.
+#[derive(Clone, Debug)]
+pub struct ForwardOutput<B: Backend> {
+    /// `[B, T, V]`.
+    pub logits: Tensor<B, 3>,
+    /// Per layer `[B, H, T, T]`, after masking and softmax, before dropout (empty unless asked).
+    pub attentions: Vec<Tensor<B, 4>>,
+    /// `L + 1` tensors `[B, T, d]`: embeddings output, then each block's output (empty unless asked).
+    pub residuals: Vec<Tensor<B, 3>>,
+    /// `[B, T, d]` after the final norm, what the head reads (only with `residuals`).
+    pub final_hidden: Option<Tensor<B, 3>>,
+}
+
+impl<B: Backend> Transformer<B> {
+    /// A freshly initialised model (GPT-2's scheme: N(0, 0.02²), residual projections
+    /// scaled by 1/√(2L), biases zero, norms identity).
+    pub fn init(config: &ModelConfig, device: &B::Device) -> Self {
+        let c = config;
+        let std = INIT_STD;
+        let out_std = std / (2.0 * c.n_layers as f64).sqrt();
+        let embedding = |rows: usize| Embedding {
+            weight: Param::from_tensor(Tensor::random(
+                [rows, c.d_model],
+                Distribution::Normal(0.0, std),
+                device,
+            )),
+        };
+        let norm = || Norm::new(c.norm, c.d_model, c.norm_eps, device);
+        Self {
+            embed: embedding(c.vocab_size),
+            position: PositionEmbedding::init(c, std, device),
+            token_type: (c.type_vocab_size > 0).then(|| embedding(c.type_vocab_size)),
+            embed_norm: c.embed_norm.then(norm),
+            blocks: (0..c.n_layers)
+                .map(|_| Block::init(c, std, out_std, device))
+                .collect(),
+            final_norm: c.final_norm.then(norm),
+            head_transform: c.head_transform.then(|| HeadTransform {
+                dense: linear(c.d_model, c.d_model, true, std, device),
+                norm: norm(),
+            }),
+            lm_head: (!c.tie_embeddings)
+                .then(|| linear(c.d_model, c.vocab_size, c.lm_head_bias, std, device)),
+            lm_bias: (c.tie_embeddings && c.lm_head_bias)
+                .then(|| Param::from_tensor(Tensor::zeros([c.vocab_size], device))),
+            dropout: DropoutConfig::new(c.dropout).init(),
+            config: c.clone(),
+        }
+    }
+
+    /// The additive score bias shared by every layer, `[B|1, H|1, T, T]`: −∞ above the
+    /// diagonal (causal), −∞ at padded keys, ALiBi slopes.
+    fn score_bias(
+        &self,
+        batch: &Batch<B>,
+        alibi: Option<Tensor<B, 3>>,
+        t: usize,
+    ) -> Option<Tensor<B, 4>> {
+        let device = batch.ids.device();
+        let mut bias: Option<Tensor<B, 4>> = alibi.map(|a| a.unsqueeze::<4>());
+        let mut add = |b: Tensor<B, 4>| {
+            bias = Some(match bias.take() {
+                Some(x) => x + b,
+                None => b,
+            })
+        };
+        if self.config.is_causal() {
+            let mask: Vec<f32> = (0..t * t)
+                .map(|k| {
+                    if k % t > k / t {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            add(Tensor::from_data(
+                TensorData::new(mask, [1, 1, t, t]),
+                &device,
+            ));
+        }
+        if let Some(pad) = &batch.padding {
+            let [b, _] = pad.dims();
+            add(Tensor::<B, 2>::zeros([b, t], &device)
+                .mask_fill(pad.clone(), f32::NEG_INFINITY)
+                .reshape([b, 1, 1, t]));
+        }
+        bias
+    }
+
+    /// Per-layer ablation bias `[1, H, T, T]`: −∞ on the ablated keys, except in rows
+    /// where that would leave a query no visible key (those rows are left as they are).
+    fn ablation_bias(
+        &self,
+        ab: &KeyAblation,
+        layer: usize,
+        t: usize,
+        device: &B::Device,
+    ) -> Option<Tensor<B, 4>> {
+        if ab.layers.as_ref().is_some_and(|ls| !ls.contains(&layer)) {
+            return None;
+        }
+        let h = self.config.n_heads;
+        let causal = self.config.is_causal();
+        let ablated: Vec<bool> = (0..t).map(|j| ab.positions.contains(&j)).collect();
+        let mut data = vec![0f32; h * t * t];
+        for head in 0..h {
+            if ab.heads.as_ref().is_some_and(|hs| !hs.contains(&head)) {
+                continue;
+            }
+            for i in 0..t {
+                let visible = if causal { i + 1 } else { t };
+                if (0..visible).all(|j| ablated[j]) {
+                    continue;
+                }
+                for j in 0..visible {
+                    if ablated[j] {
+                        data[(head * t + i) * t + j] = f32::NEG_INFINITY;
+                    }
+                }
+            }
+        }
+        Some(Tensor::from_data(
+            TensorData::new(data, [1, h, t, t]),
+            device,
+        ))
+    }
+
+    /// Runs the model. Hands out attention maps and residuals only when `opts` asks.
+    pub fn forward(&self, batch: &Batch<B>, opts: &ForwardOptions) -> ForwardOutput<B> {
+        let device = batch.ids.device();
+        let [_, t] = batch.ids.dims();
+        let cfg = &self.config;
+        let pos = self.position.context(cfg, t, &device);
+
+        let mut x = self.embed.forward(batch.ids.clone());
+        if let Some(scale) = cfg.embed_scale {
+            // Hugging Face (Gemma) rounds the normaliser to the activation dtype first.
+            x = x * (scale as f32) as f64;
+        }
+        if let Some(abs) = pos.absolute {
+            x = x + abs.unsqueeze::<3>();
+        }
+        if let Some(tt) = &self.token_type {
+            x = x + tt.weight.val().narrow(0, 0, 1).unsqueeze::<3>();
+        }
+        if let Some(n) = &self.embed_norm {
+            x = n.forward(x);
+        }
+        x = self.dropout.forward(x);
+
+        let shared_bias = self.score_bias(batch, pos.score_bias, t);
+        let mut attentions = Vec::new();
+        let mut residuals = Vec::new();
+        if opts.residuals {
+            residuals.push(x.clone());
+        }
+        for (layer, block) in self.blocks.iter().enumerate() {
+            let ablation = opts
+                .ablation
+                .as_ref()
+                .and_then(|ab| self.ablation_bias(ab, layer, t, &device));
+            let bias = match (shared_bias.clone(), ablation) {
+                (Some(s), Some(a)) => Some(s + a),
+                (s, a) => s.or(a),
+            };
+            let (out, probs) = block.forward(x, pos.rotary.as_ref(), bias, opts.attentions);
+            x = out;
+            attentions.extend(probs);
+            if opts.residuals {
+                residuals.push(x.clone());
+            }
+        }
+        if let Some(n) = &self.final_norm {
+            x = n.forward(x);
+        }
+        let final_hidden = opts.residuals.then(|| x.clone());
+        let logits = self.head(x);
+        ForwardOutput {
+            logits,
+            attentions,
+            residuals,
+            final_hidden,
+        }
+    }
+
+    /// Hidden states after the final norm `[B, T, d]` → logits `[B, T, V]`.
+    pub fn head(&self, mut x: Tensor<B, 3>) -> Tensor<B, 3> {
+        if let Some(ht) = &self.head_transform {
+            x = ht
+                .norm
+                .forward(activate(self.config.mlp, ht.dense.forward(x)));
+        }
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => {
+                let w = self.embed.weight.val().transpose().unsqueeze::<3>();
+                let logits = x.matmul(w);
+                match &self.lm_bias {
+                    Some(b) => logits + b.val().unsqueeze::<3>(),
+                    None => logits,
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Corpora and the byte-level tokenizer, and the deterministic batch sampler.
+//!
+//! Every batch is a pure function of (seed, step): a resumed run draws exactly the
+//! batches an uninterrupted one would, with no sampler state to checkpoint.
+
+use std::io::Read;
+use std::path::Path;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::{Error, Result};
+use crate::train::recipe::DataConfig;
+
+/// The byte-level tokenizer: token id = byte value, plus three special tokens.
+pub mod bytes {
+    /// Prepended when `data.bos` is set.
+    pub const BOS: u32 = 256;
+    /// Replaces masked tokens in masked-LM training.
+    pub const MASK: u32 = 257;
+    /// Fills unequal-length batches.
+    pub const PAD: u32 = 258;
+    /// 256 bytes + BOS, MASK, PAD.
+    pub const VOCAB_SIZE: usize = 259;
+
+    /// Token ids of `text`.
+    pub fn encode(text: &str) -> Vec<u32> {
+        text.bytes().map(u32::from).collect()
+    }
+
+    /// A readable name for a token, for reports ("<bos>", "a", "\n").
+    pub fn token_name(id: u32) -> String {
+        match id {
+            BOS => "<bos>".into(),
+            MASK => "<mask>".into(),
+            PAD => "<pad>".into(),
+            b if b < 256 => {
+                let c = b as u8;
+                if c.is_ascii_graphic() || c == b' ' {
+                    (c as char).to_string()
+                } else {
+                    format!("{:?}", c as char).trim_matches('\'').to_string()
+                }
+            }
+            other => format!("<{other}>"),
+        }
+    }
+}
+
+/// Reads a corpus: `.txt`, `.jsonl` (one object per line, text in `text_field`),
+/// either optionally gzipped. Errors name the file and, for JSONL, the line.
+pub fn read_corpus(path: &Path, text_field: &str) -> Result<String> {
+    let raw =
+        std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read dataset: {e}")))?;
+    let name = path.to_string_lossy();
+    let (raw, name) = if let Some(stem) = name.strip_suffix(".gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(|e| Error::file(path, format!("not a valid gzip file: {e}")))?;
+        (out, stem.to_string())
+    } else {
+        (raw, name.to_string())
+    };
+    let text = String::from_utf8(raw).map_err(|e| {
+        Error::file(
+            path,
+            format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()),
+        )
+    })?;
+    if !name.ends_with(".jsonl") {
+        return Ok(text);
+    }
+    let mut out = String::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| Error::file(path, format!("line {}: not JSON: {e}", n + 1)))?;
+        let t = v.get(text_field).and_then(|t| t.as_str()).ok_or_else(|| {
+            Error::file(
+                path,
+                format!("line {}: no string field `{text_field}`", n + 1),
+            )
+        })?;
+        out.push_str(t);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// One batch on the host: `[B, T]` inputs, targets and loss weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HostBatch {
+    /// Sequences.
+    pub batch: usize,
+    /// Tokens per sequence.
+    pub seq_len: usize,
+    /// Input ids, row-major `[B, T]`.
+    pub inputs: Vec<u32>,
+    /// Target ids `[B, T]` (next token for decoders, original token for encoders).
+    pub targets: Vec<u32>,
+    /// 1 where the loss counts, 0 elsewhere `[B, T]`.
+    pub weights: Vec<f32>,
+}
+
+/// The tokenised train and held-out streams and how to cut batches from them.
+#[derive(Clone, Debug)]
+pub struct Corpus {
+    train: Vec<u32>,
+    heldout: Vec<u32>,
+    seq_len: usize,
+    bos: bool,
+    mask_prob: f64,
+    causal: bool,
+}
+
+impl Corpus {
+    /// Loads the recipe's data; `resolve` maps recipe-relative paths.
+    pub fn load(
+        cfg: &DataConfig,
+        causal: bool,
+        resolve: impl Fn(&Path) -> std::path::PathBuf,
+    ) -> Result<Self> {
+        let train_path = resolve(&cfg.train);
+        let text = read_corpus(&train_path, &cfg.text_field)?;
+        let (train, heldout) = match &cfg.heldout {
+            Some(h) => (
+                bytes::encode(&text),
+                bytes::encode(&read_corpus(&resolve(h), &cfg.text_field)?),
+            ),
+            None => {
+                let mut all = bytes::encode(&text);
+                let cut = ((all.len() as f64) * (1.0 - cfg.heldout_fraction)) as usize;
+                let held = all.split_off(cut);
+                (all, held)
+            }
+        };
+        let need = cfg.seq_len + 1;
+        if train.len() < need {
+            return Err(Error::file(
+                &train_path,
+                format!("only {} tokens; need at least {need}", train.len()),
+            ));
+        }
+        if heldout.len() < need {
+            return Err(Error::file(
+                cfg.heldout
+                    .as_ref()
+                    .map(|h| resolve(h))
+                    .unwrap_or(train_path),
+                format!(
+                    "held-out part has only {} tokens; need at least {need}",
+                    heldout.len()
+                ),
+            ));
+        }
+        Ok(Self {
+            train,
+            heldout,
+            seq_len: cfg.seq_len,
+            bos: cfg.bos,
+            mask_prob: cfg.mask_prob,
+            causal,
+        })
+    }
+
+    /// Tokens in the training stream.
+    pub fn train_tokens(&self) -> usize {
+        self.train.len()
+    }
+
+    /// The training batch of `step`: random windows drawn from an RNG seeded by
+    /// (seed, step) alone.
+    pub fn train_batch(&self, seed: u64, step: usize, batch: usize) -> HostBatch {
+        let mut rng = StdRng::seed_from_u64(mix(seed, step as u64));
+        let span = self.train.len() - self.seq_len - 1;
+        let starts: Vec<usize> = (0..batch).map(|_| rng.random_range(0..=span)).collect();
+        self.make_batch(&self.train, &starts, &mut rng)
+    }
+
+    /// The `index`-th fixed held-out batch: windows evenly spaced over the held-out
+    /// stream, masks drawn from a fixed seed, identical at every evaluation.
+    pub fn heldout_batch(&self, index: usize, of: usize, batch: usize) -> HostBatch {
+        let starts = self.heldout_starts(index, of, batch);
+        let mut rng = StdRng::seed_from_u64(mix(0x5EED, index as u64));
+        self.make_batch(&self.heldout, &starts, &mut rng)
+    }
+
+    /// `batch` fixed held-out windows (no masking): the probe sequences that training
+    /// hooks analyse at every evaluation.
+    pub fn probe_inputs(&self, batch: usize) -> Vec<Vec<u32>> {
+        let starts = self.heldout_starts(0, 1, batch);
+        starts
+            .iter()
+            .map(|&s| self.window(&self.heldout, s).0)
+            .collect()
+    }
+
+    fn heldout_starts(&self, index: usize, of: usize, batch: usize) -> Vec<usize> {
+        let span = self.heldout.len() - self.seq_len - 1;
+        let total = (of * batch).max(1);
+        (0..batch)
+            .map(|b| span * (index * batch + b) / total)
+            .collect()
+    }
+
+    /// (inputs, next tokens) of the window starting at `start`, with BOS if asked.
+    fn window(&self, stream: &[u32], start: usize) -> (Vec<u32>, Vec<u32>) {
+        let t = self.seq_len;
+        if self.bos {
+            let mut input = vec![bytes::BOS];
+            input.extend_from_slice(&stream[start..start + t - 1]);
+            (input, stream[start..start + t].to_vec())
+        } else {
+            (
+                stream[start..start + t].to_vec(),
+                stream[start + 1..start + t + 1].to_vec(),
+            )
+        }
+    }
+
+    fn make_batch(&self, stream: &[u32], starts: &[usize], rng: &mut StdRng) -> HostBatch {
+        let t = self.seq_len;
+        let mut out = HostBatch {
+            batch: starts.len(),
+            seq_len: t,
+            inputs: Vec::with_capacity(starts.len() * t),
+            targets: Vec::with_capacity(starts.len() * t),
+            weights: Vec::with_capacity(starts.len() * t),
+        };
+        for &s in starts {
+            let (input, next) = self.window(stream, s);
+            if self.causal {
+                out.inputs.extend(&input);
+                out.targets.extend(&next);
+                out.weights.extend(std::iter::repeat_n(1.0, t));
+            } else {
+                let (masked, weights) = self.mask(&input, rng);
+                out.inputs.extend(masked);
+                out.targets.extend(&input);
+                out.weights.extend(weights);
+            }
+        }
+        out
+    }
+
+    /// BERT's masking: each non-special token chosen with `mask_prob`; chosen tokens
+    /// become MASK (80%), a random byte (10%) or stay (10%). At least one per row.
+    fn mask(&self, input: &[u32], rng: &mut StdRng) -> (Vec<u32>, Vec<f32>) {
+        let mut ids = input.to_vec();
+        let mut w = vec![0f32; input.len()];
+        let first = usize::from(self.bos);
+        for i in first..input.len() {
+            if rng.random_bool(self.mask_prob) {
+                w[i] = 1.0;
+            }
+        }
+        if !w.iter().any(|&x| x > 0.0) {
+            w[rng.random_range(first..input.len())] = 1.0;
+        }
+        for (id, &wi) in ids.iter_mut().zip(&w) {
+            if wi > 0.0 {
+                let r: f64 = rng.random();
+                if r < 0.8 {
+                    *id = bytes::MASK;
+                } else if r < 0.9 {
+                    *id = rng.random_range(0..256);
+                }
+            }
+        }
+        (ids, w)
+    }
+}
+
+/// SplitMix64-style mixing of a seed and a counter into one RNG seed.
+pub fn mix(seed: u64, n: u64) -> u64 {
+    let mut z = seed ^ n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn corpus(causal: bool, bos: bool) -> Corpus {
+        let text: String = (0..2000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
+        Corpus {
+            train: bytes::encode(&text),
+            heldout: bytes::encode(&text[..300]),
+            seq_len: 8,
+            bos,
+            mask_prob: 0.15,
+            causal,
+        }
+    }
+
+    #[test]
+    fn decoder_targets_are_next_tokens_and_batches_are_a_function_of_step() {
+        let c = corpus(true, false);
+        let b = c.train_batch(1, 5, 3);
+        for r in 0..3 {
+            for i in 0..7 {
+                assert_eq!(b.targets[r * 8 + i], b.inputs[r * 8 + i + 1]);
+            }
+        }
+        assert_eq!(b, c.train_batch(1, 5, 3));
+        assert_ne!(b, c.train_batch(1, 6, 3));
+        let with_bos = corpus(true, true).train_batch(1, 5, 1);
+        assert_eq!(with_bos.inputs[0], bytes::BOS);
+        assert_eq!(with_bos.inputs[1], with_bos.targets[0]);
+    }
+
+    #[test]
+    fn encoder_masks_and_weights_match() {
+        let c = corpus(false, false);
+        let b = c.train_batch(3, 0, 50);
+        let masked = b.weights.iter().filter(|&&w| w > 0.0).count();
+        let share = masked as f64 / b.weights.len() as f64;
+        assert!((0.08..0.25).contains(&share), "{share}");
+        for i in 0..b.inputs.len() {
+            if b.weights[i] == 0.0 {
+                assert_eq!(b.inputs[i], b.targets[i]);
+            }
+        }
+        assert!(b.inputs.contains(&bytes::MASK));
+        assert_eq!(c.heldout_batch(1, 2, 4), c.heldout_batch(1, 2, 4));
+    }
+
+    #[test]
+    fn jsonl_and_gzip_and_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("d.jsonl");
+        std::fs::write(&p, "{\"text\": \"hello\"}\n{\"text\": \"world\"}\n").unwrap();
+        assert_eq!(read_corpus(&p, "text").unwrap(), "hello\nworld\n");
+        let e = read_corpus(&p, "body").unwrap_err().to_string();
+        assert!(
+            e.contains("d.jsonl") && e.contains("line 1") && e.contains("body"),
+            "{e}"
+        );
+        let bad = dir.path().join("b.txt");
+        std::fs::write(&bad, [0xffu8, 0xfe]).unwrap();
+        assert!(read_corpus(&bad, "text")
+            .unwrap_err()
+            .to_string()
+            .contains("UTF-8"));
+        let missing = read_corpus(&dir.path().join("none.txt"), "text")
+            .unwrap_err()
+            .to_string();
+        assert!(missing.contains("none.txt"));
+    }
+}

@@ -1,0 +1,12 @@
+//! Training from scratch: recipes, data, the loop, checkpoints.
+
+pub mod checkpoint;
+pub mod data;
+pub mod grads;
+pub mod loss;
+pub mod recipe;
+pub mod schedule;
+pub mod trainer;
+
+pub use recipe::{Recipe, Run};
+pub use trainer::{train, NoEvents, StepInfo, TrainEvents, TrainOutcome};

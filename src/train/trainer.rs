@@ -1,0 +1,332 @@
+//! The training loop: AdamW with warm-up + cosine, global-norm clipping, held-out
+//! loss, atomic checkpoints, resume, and a stop on a non-finite loss.
+//!
+//! A loop of our own rather than burn-train's `Learner`: that one checkpoints per
+//! epoch and its metrics never see the model, while sinkscope needs step-level
+//! hooks that read attention maps and gradients.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tracing::{info, warn};
+
+use crate::error::{Error, Result};
+use crate::model::params::param_ids;
+use crate::model::{ForwardOptions, ModelConfig, Transformer};
+use crate::train::checkpoint::{self, CheckpointMeta, OPTIMIZER_FILE, WEIGHTS_FILE};
+use crate::train::data::{bytes, mix, Corpus};
+use crate::train::grads::{clip_global_norm, grad_stats, GradStats};
+use crate::train::loss::{lm_loss, DeviceBatch};
+use crate::train::recipe::Recipe;
+use crate::train::schedule::Schedule;
+
+/// What one optimiser step produced.
+#[derive(Clone, Debug)]
+pub struct StepInfo {
+    /// Step number, from 1.
+    pub step: usize,
+    /// Training loss of the step's batch.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+    /// Gradient norms before clipping (global and per layer: the empirical Fisher trace).
+    pub grads: GradStats,
+    /// Training tokens per second since the run (or resume) started.
+    pub tokens_per_sec: f64,
+}
+
+/// Callbacks through which hooks and loggers watch a run. Every method defaults to
+/// doing nothing.
+pub trait TrainEvents<B: AutodiffBackend> {
+    /// Before the first step (`step` = 0 for a new run, the checkpoint's step on resume).
+    fn on_start(&mut self, _step: usize, _model: &Transformer<B>, _corpus: &Corpus) -> Result<()> {
+        Ok(())
+    }
+    /// After each optimiser step, with the updated model.
+    fn on_step(&mut self, _info: &StepInfo, _model: &Transformer<B>) -> Result<()> {
+        Ok(())
+    }
+    /// After each held-out evaluation.
+    fn on_eval(&mut self, _step: usize, _heldout_loss: f64) -> Result<()> {
+        Ok(())
+    }
+    /// After a checkpoint is in place.
+    fn on_checkpoint(&mut self, _step: usize, _dir: &Path) -> Result<()> {
+        Ok(())
+    }
+    /// At the end of the run (also after a halt), to drain queues and flush logs.
+    fn on_finish(&mut self, _step: usize) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Watches nothing.
+pub struct NoEvents;
+impl<B: AutodiffBackend> TrainEvents<B> for NoEvents {}
+
+/// How a run ended.
+#[derive(Clone, Debug)]
+pub struct TrainOutcome {
+    /// Steps completed in total.
+    pub step: usize,
+    /// Last training loss.
+    pub train_loss: Option<f64>,
+    /// Last held-out loss.
+    pub heldout_loss: Option<f64>,
+    /// Training tokens per second of this session.
+    pub tokens_per_sec: f64,
+    /// Stopped by `train.halt_after` (simulated kill).
+    pub halted: bool,
+    /// Latest checkpoint folder.
+    pub last_checkpoint: Option<PathBuf>,
+}
+
+/// The recipe's model with the vocabulary filled in from the tokenizer.
+pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
+    let mut cfg = recipe.model.clone();
+    let source = format!("recipe {}", recipe.name);
+    if cfg.vocab_size == 0 {
+        cfg.vocab_size = bytes::VOCAB_SIZE;
+    } else if cfg.vocab_size < bytes::VOCAB_SIZE {
+        return Err(Error::config(
+            &source,
+            "model.vocab_size",
+            format!("the byte tokenizer needs at least {}", bytes::VOCAB_SIZE),
+        ));
+    }
+    cfg.validate(&source)?;
+    Ok(cfg)
+}
+
+/// Held-out loss over the fixed evaluation batches, without gradients.
+pub fn heldout_loss<B: Backend>(
+    model: &Transformer<B>,
+    corpus: &Corpus,
+    batches: usize,
+    batch_size: usize,
+    device: &B::Device,
+) -> f64 {
+    let n = batches.max(1);
+    let mut total = 0.0;
+    for i in 0..n {
+        let b = DeviceBatch::<B>::new(&corpus.heldout_batch(i, n, batch_size), device);
+        let out = model.forward(
+            &crate::model::Batch {
+                ids: b.inputs,
+                padding: None,
+            },
+            &ForwardOptions::default(),
+        );
+        let l: f32 = lm_loss(out.logits, b.targets, b.weights)
+            .into_scalar()
+            .elem();
+        total += l as f64;
+    }
+    total / n as f64
+}
+
+/// Trains `recipe` into `run_dir`, resuming from its latest checkpoint if `resume`.
+pub fn train<B: AutodiffBackend>(
+    recipe: &Recipe,
+    run_dir: &Path,
+    resume: bool,
+    device: &B::Device,
+    events: &mut dyn TrainEvents<B>,
+) -> Result<TrainOutcome> {
+    let cfg = resolve_model(recipe)?;
+    let corpus = Corpus::load(&recipe.data, cfg.is_causal(), |p| recipe.resolve(p))?;
+    let t = &recipe.train;
+    std::fs::create_dir_all(run_dir)
+        .map_err(|e| Error::file(run_dir, format!("cannot create run folder: {e}")))?;
+    checkpoint::sweep_partial(run_dir)?;
+    let existing = checkpoint::list(run_dir)?;
+
+    B::seed(device, recipe.seed);
+    let mut model = Transformer::<B>::init(&cfg, device);
+    let mut optim = AdamWConfig::new()
+        .with_beta_1(t.beta1 as f32)
+        .with_beta_2(t.beta2 as f32)
+        .with_epsilon(t.eps as f32)
+        .with_weight_decay(t.weight_decay as f32)
+        .init::<B, Transformer<B>>();
+    let mut start = 0;
+    let mut last_checkpoint = None;
+    let mut heldout = None;
+    let mut train_loss = None;
+    match (resume, existing.last()) {
+        (true, Some((_, dir))) => {
+            let (m, o, meta) = checkpoint::restore(dir, model, optim, device)?;
+            if meta.model != cfg {
+                return Err(Error::file(
+                    dir.join(checkpoint::META_FILE),
+                    "the checkpoint's model differs from the recipe's; resume with the recipe it was trained with",
+                ));
+            }
+            (model, optim, start) = (m, o, meta.step);
+            (heldout, train_loss) = (meta.heldout_loss, meta.train_loss);
+            last_checkpoint = Some(dir.clone());
+            info!(step = start, checkpoint = %dir.display(), "resuming");
+        }
+        (true, None) => info!(folder = %run_dir.display(), "no checkpoint to resume from; starting afresh"),
+        (false, Some((_, dir))) => {
+            return Err(Error::file(
+                run_dir,
+                format!(
+                    "already holds checkpoints (latest {}); pass --resume to continue it or --out for a new folder",
+                    dir.display()
+                ),
+            ))
+        }
+        (false, None) => {}
+    }
+    if start >= t.steps {
+        info!(step = start, "run already complete");
+    }
+
+    let schedule = Schedule {
+        peak: t.lr,
+        warmup: t.warmup_steps,
+        total: t.steps,
+        floor: t.min_lr,
+    };
+    let tokens_per_step = (t.batch_size * recipe.data.seq_len) as u64;
+    let bar = progress_bar(t.steps as u64, start as u64);
+    events.on_start(start, &model, &corpus)?;
+    let started = Instant::now();
+    let mut tokens_per_sec = 0.0;
+    let mut halted = false;
+
+    for step in start + 1..=t.steps {
+        if cfg.dropout > 0.0 {
+            // Dropout masks as a function of (seed, step), so resume redraws them exactly.
+            B::seed(device, mix(recipe.seed, step as u64));
+        }
+        let batch =
+            DeviceBatch::<B>::new(&corpus.train_batch(recipe.seed, step, t.batch_size), device);
+        let out = model.forward(
+            &crate::model::Batch {
+                ids: batch.inputs,
+                padding: None,
+            },
+            &ForwardOptions::default(),
+        );
+        let loss = lm_loss(out.logits, batch.targets, batch.weights);
+        let loss_value: f32 = loss.clone().into_scalar().elem();
+        if !loss_value.is_finite() {
+            bar.abandon();
+            let keep = last_checkpoint
+                .as_ref()
+                .map(|d: &PathBuf| format!("the last good checkpoint is {}", d.display()))
+                .unwrap_or_else(|| "no checkpoint was written yet".into());
+            events.on_finish(step - 1)?;
+            return Err(Error::Diverged(format!(
+                "training loss became {loss_value} at step {step} (lr {:.3e}); stopped. {keep}. Lower train.lr or raise train.warmup_steps.",
+                schedule.at(step - 1)
+            )));
+        }
+        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+        let stats = grad_stats(&model, &grads);
+        clip_global_norm(&model, &mut grads, &stats, t.grad_clip);
+        let lr = schedule.at(step - 1);
+        model = optim.step(lr, model, grads);
+
+        let elapsed = started.elapsed().as_secs_f64().max(1e-9);
+        tokens_per_sec = ((step - start) as u64 * tokens_per_step) as f64 / elapsed;
+        train_loss = Some(loss_value as f64);
+        let info = StepInfo {
+            step,
+            loss: loss_value as f64,
+            lr,
+            grads: stats,
+            tokens_per_sec,
+        };
+        bar.set_position(step as u64);
+        bar.set_message(format!(
+            "loss {:.4}  {:.0} tok/s",
+            loss_value, tokens_per_sec
+        ));
+        if t.log_every > 0 && step % t.log_every == 0 {
+            bar.suspend(|| {
+                info!(
+                    step,
+                    loss = format!("{loss_value:.4}"),
+                    lr = format!("{lr:.3e}"),
+                    tok_s = format!("{tokens_per_sec:.0}"),
+                    "train"
+                )
+            });
+        }
+        events.on_step(&info, &model)?;
+
+        let last = step == t.steps;
+        if (t.eval_every > 0 && step % t.eval_every == 0) || last {
+            let h = heldout_loss(
+                &model.valid(),
+                &corpus,
+                t.eval_batches,
+                t.batch_size,
+                device,
+            );
+            heldout = Some(h);
+            bar.suspend(|| info!(step, heldout_loss = format!("{h:.4}"), "eval"));
+            events.on_eval(step, h)?;
+        }
+        if (t.checkpoint_every > 0 && step % t.checkpoint_every == 0) || last {
+            let meta = CheckpointMeta {
+                step,
+                train_loss,
+                heldout_loss: heldout,
+                tokens_seen: step as u64 * tokens_per_step,
+                seed: recipe.seed,
+                model: cfg.clone(),
+                recipe: recipe.clone(),
+                weights: WEIGHTS_FILE.into(),
+                optimizer: OPTIMIZER_FILE.into(),
+                param_ids: param_ids(&model),
+                version: env!("CARGO_PKG_VERSION").into(),
+            };
+            let dir = checkpoint::save(run_dir, &meta, &model, &optim)?;
+            checkpoint::prune(run_dir, t.keep_checkpoints)?;
+            events.on_checkpoint(step, &dir)?;
+            last_checkpoint = Some(dir);
+        }
+        if t.halt_after == Some(step) && !last {
+            warn!(
+                step,
+                "halting as train.halt_after asks (no final checkpoint)"
+            );
+            halted = true;
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let step = if halted {
+        t.halt_after.unwrap_or(t.steps)
+    } else {
+        t.steps.max(start)
+    };
+    events.on_finish(step)?;
+    Ok(TrainOutcome {
+        step,
+        train_loss,
+        heldout_loss: heldout,
+        tokens_per_sec,
+        halted,
+        last_checkpoint,
+    })
+}
+
+fn progress_bar(len: u64, pos: u64) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_position(pos);
+    bar
+}
