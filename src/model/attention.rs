@@ -7,7 +7,7 @@ use burn::prelude::*;
 use burn::tensor::activation;
 
 use crate::model::config::{ModelConfig, SoftmaxKind};
-use crate::model::linear::linear;
+use crate::model::init::Init;
 use crate::model::position::Rotary;
 
 /// Self-attention with grouped-query support (`n_kv_heads` dividing `n_heads`;
@@ -38,13 +38,13 @@ pub struct Attention<B: Backend> {
 
 impl<B: Backend> Attention<B> {
     /// Fresh attention; `out_std` for the output projection.
-    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, device: &B::Device) -> Self {
+    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
         let (h, kv, dh) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim());
         Self {
-            q: linear(cfg.d_model, h * dh, cfg.qkv_bias, std, device),
-            k: linear(cfg.d_model, kv * dh, cfg.qkv_bias, std, device),
-            v: linear(cfg.d_model, kv * dh, cfg.qkv_bias, std, device),
-            o: linear(h * dh, cfg.d_model, cfg.out_bias, out_std, device),
+            q: init.linear(cfg.d_model, h * dh, cfg.qkv_bias, std),
+            k: init.linear(cfg.d_model, kv * dh, cfg.qkv_bias, std),
+            v: init.linear(cfg.d_model, kv * dh, cfg.qkv_bias, std),
+            o: init.linear(h * dh, cfg.d_model, cfg.out_bias, out_std),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             n_heads: h,
             n_kv_heads: kv,

@@ -6,6 +6,7 @@ use burn::prelude::*;
 
 use crate::model::attention::Attention;
 use crate::model::config::{BlockKind, ModelConfig};
+use crate::model::init::Init;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 use crate::model::position::Rotary;
@@ -28,13 +29,14 @@ pub struct Block<B: Backend> {
 
 impl<B: Backend> Block<B> {
     /// Fresh block; `out_std` scales the two projections back into the residual stream.
-    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, device: &B::Device) -> Self {
+    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
+        let device = init.device;
         let norm = || Norm::new(cfg.norm, cfg.d_model, cfg.norm_eps, device);
         Self {
             attn_norm: norm(),
-            attn: Attention::init(cfg, std, out_std, device),
+            attn: Attention::init(cfg, std, out_std, init),
             mlp_norm: (cfg.block != BlockKind::ParallelShared).then(norm),
-            mlp: Mlp::init(cfg, std, out_std, device),
+            mlp: Mlp::init(cfg, std, out_std, init),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             kind: cfg.block,
         }

@@ -6,7 +6,7 @@ use burn::prelude::*;
 use burn::tensor::activation;
 
 use crate::model::config::{MlpKind, ModelConfig};
-use crate::model::linear::linear;
+use crate::model::init::Init;
 
 /// Feed-forward network of one block.
 #[derive(Module, Debug)]
@@ -34,14 +34,14 @@ pub fn activate<B: Backend, const D: usize>(kind: MlpKind, x: Tensor<B, D>) -> T
 
 impl<B: Backend> Mlp<B> {
     /// Fresh MLP; `out_std` for the projection back into the residual stream.
-    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, device: &B::Device) -> Self {
+    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
         Self {
-            up: linear(cfg.d_model, cfg.d_ff, cfg.mlp_bias, std, device),
+            up: init.linear(cfg.d_model, cfg.d_ff, cfg.mlp_bias, std),
             gate: cfg
                 .mlp
                 .is_gated()
-                .then(|| linear(cfg.d_model, cfg.d_ff, cfg.mlp_bias, std, device)),
-            down: linear(cfg.d_ff, cfg.d_model, cfg.mlp_bias, out_std, device),
+                .then(|| init.linear(cfg.d_model, cfg.d_ff, cfg.mlp_bias, std)),
+            down: init.linear(cfg.d_ff, cfg.d_model, cfg.mlp_bias, out_std),
             kind: cfg.mlp,
         }
     }

@@ -5,7 +5,7 @@
 pub mod attention;
 pub mod block;
 pub mod config;
-pub mod linear;
+pub mod init;
 pub mod mlp;
 pub mod norm;
 pub mod params;

@@ -5,11 +5,10 @@
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
-use burn::tensor::Distribution;
 
 use crate::model::block::Block;
 use crate::model::config::ModelConfig;
-use crate::model::linear::linear;
+use crate::model::init::Init;
 use crate::model::mlp::activate;
 use crate::model::norm::Norm;
 use crate::model::position::PositionEmbedding;
@@ -99,35 +98,30 @@ pub struct ForwardOutput<B: Backend> {
 }
 
 impl<B: Backend> Transformer<B> {
-    /// A freshly initialised model (GPT-2's scheme: N(0, 0.02²), residual projections
-    /// scaled by 1/√(2L), biases zero, norms identity).
-    pub fn init(config: &ModelConfig, device: &B::Device) -> Self {
+    /// A freshly initialised model drawn from `seed` (GPT-2's scheme: N(0, 0.02²),
+    /// residual projections scaled by 1/√(2L), biases zero, norms identity).
+    pub fn init(config: &ModelConfig, seed: u64, device: &B::Device) -> Self {
+        let init = &mut Init::new(seed, device);
         let c = config;
         let std = INIT_STD;
         let out_std = std / (2.0 * c.n_layers as f64).sqrt();
-        let embedding = |rows: usize| Embedding {
-            weight: Param::from_tensor(Tensor::random(
-                [rows, c.d_model],
-                Distribution::Normal(0.0, std),
-                device,
-            )),
-        };
         let norm = || Norm::new(c.norm, c.d_model, c.norm_eps, device);
         Self {
-            embed: embedding(c.vocab_size),
-            position: PositionEmbedding::init(c, std, device),
-            token_type: (c.type_vocab_size > 0).then(|| embedding(c.type_vocab_size)),
+            embed: init.embedding(c.vocab_size, c.d_model, std),
+            position: PositionEmbedding::init(c, std, init),
+            token_type: (c.type_vocab_size > 0)
+                .then(|| init.embedding(c.type_vocab_size, c.d_model, std)),
             embed_norm: c.embed_norm.then(norm),
             blocks: (0..c.n_layers)
-                .map(|_| Block::init(c, std, out_std, device))
+                .map(|_| Block::init(c, std, out_std, init))
                 .collect(),
             final_norm: c.final_norm.then(norm),
             head_transform: c.head_transform.then(|| HeadTransform {
-                dense: linear(c.d_model, c.d_model, true, std, device),
+                dense: init.linear(c.d_model, c.d_model, true, std),
                 norm: norm(),
             }),
             lm_head: (!c.tie_embeddings)
-                .then(|| linear(c.d_model, c.vocab_size, c.lm_head_bias, std, device)),
+                .then(|| init.linear(c.d_model, c.vocab_size, c.lm_head_bias, std)),
             lm_bias: (c.tie_embeddings && c.lm_head_bias)
                 .then(|| Param::from_tensor(Tensor::zeros([c.vocab_size], device))),
             dropout: DropoutConfig::new(c.dropout).init(),

@@ -146,8 +146,7 @@ pub fn train<B: AutodiffBackend>(
     checkpoint::sweep_partial(run_dir)?;
     let existing = checkpoint::list(run_dir)?;
 
-    B::seed(device, recipe.seed);
-    let mut model = Transformer::<B>::init(&cfg, device);
+    let mut model = Transformer::<B>::init(&cfg, recipe.seed, device);
     let mut optim = AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)

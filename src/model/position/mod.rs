@@ -9,6 +9,7 @@ use burn::module::Param;
 use burn::prelude::*;
 
 use crate::model::config::{ModelConfig, PositionKind};
+use crate::model::init::Init;
 pub use rope::Rotary;
 
 /// Parameters owned by the position encoding: only the learned table has any.
@@ -32,14 +33,10 @@ pub struct PositionContext<B: Backend> {
 
 impl<B: Backend> PositionEmbedding<B> {
     /// A fresh (for learned: N(0, std²)) encoding for `cfg`.
-    pub fn init(cfg: &ModelConfig, std: f64, device: &B::Device) -> Self {
+    pub fn init(cfg: &ModelConfig, std: f64, init: &mut Init<B>) -> Self {
         let table = (cfg.position.kind == PositionKind::Learned).then(|| {
             let rows = cfg.max_seq_len + cfg.position.offset;
-            Param::from_tensor(Tensor::random(
-                [rows, cfg.d_model],
-                burn::tensor::Distribution::Normal(0.0, std),
-                device,
-            ))
+            Param::from_tensor(init.normal([rows, cfg.d_model], std))
         });
         Self { table }
     }

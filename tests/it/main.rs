@@ -1,0 +1,6 @@
+//! Integration tests, in one binary so burn links once.
+
+mod cli;
+mod common;
+mod model;
+mod training;
