@@ -30,6 +30,21 @@ pub enum Error {
     /// Training produced a non-finite loss.
     #[error("{0}")]
     Diverged(String),
+    /// Analysis input was rejected (wrong shape, NaN, rows not summing to 1…).
+    #[error(transparent)]
+    Analysis(#[from] crate::analysis::AnalysisError),
+    /// Reading arrays from disk failed.
+    #[error(transparent)]
+    Read(#[from] crate::io::ReadError),
+    /// Writing or reading logs failed.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    /// Reading a GGUF file failed.
+    #[error(transparent)]
+    Gguf(#[from] crate::import::gguf::GgufError),
+    /// Finding, reading or mapping a Hugging Face model failed.
+    #[error(transparent)]
+    Import(#[from] crate::import::ImportError),
     /// Anything else that stops a command, with its explanation.
     #[error("{0}")]
     Other(String),

@@ -1,6 +1,9 @@
 //! Command-line interface: argument parsing and one `run` per command. Library
 //! errors arrive here typed and leave as a one-line message and a non-zero exit.
 
+pub mod metrics;
+pub mod spectra;
+pub mod topo;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -18,13 +21,23 @@ pub struct Cli {
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Train a model (or a sweep of models) from a recipe.
+    /// Train a model (or a sweep of models) from a recipe, with hooks logging sink
+    /// metrics to TensorBoard and metrics.jsonl.
     Train(train::TrainArgs),
+    /// Sink, graph, topology and information metrics of attention maps in a file.
+    Metrics(metrics::MetricsArgs),
+    /// Vietoris–Rips persistence diagrams of a distance matrix or point cloud.
+    Topo(topo::TopoArgs),
+    /// WeightWatcher-style spectra of every 2-D weight of a model.
+    Spectra(spectra::SpectraArgs),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(&args),
+        Command::Metrics(args) => metrics::run(&args),
+        Command::Topo(args) => topo::run(&args),
+        Command::Spectra(args) => spectra::run(&args),
     }
 }

@@ -1,12 +1,14 @@
 //! `sinkscope train RECIPE [--out DIR] [--resume] [--set key=value]...`
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
+use burn::tensor::backend::AutodiffBackend;
 use clap::Args;
 
+use crate::hooks::HookRunner;
 use crate::train::recipe::{DeviceKind, Recipe, Run};
-use crate::train::{train, NoEvents, TrainOutcome};
+use crate::train::{train, TrainOutcome};
 
 /// Arguments of `sinkscope train`.
 #[derive(Args, Debug)]
@@ -25,45 +27,47 @@ pub struct TrainArgs {
     pub set: Vec<String>,
 }
 
-fn run_one(run: &Run, out: PathBuf, resume: bool) -> anyhow::Result<TrainOutcome> {
-    let recipe = &run.recipe;
-    std::fs::create_dir_all(&out)
+/// Trains one run on backend `B` with the recipe's hooks logging into `out`.
+fn train_on<B: AutodiffBackend>(
+    run: &Run,
+    out: &Path,
+    resume: bool,
+) -> anyhow::Result<TrainOutcome> {
+    let device = B::Device::default();
+    let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &device)?;
+    eprintln!(
+        "logs: {} and TensorBoard (view with: tensorboard --logdir {})",
+        out.join(crate::log::run_log::METRICS_FILE).display(),
+        hooks.tb_dir().display()
+    );
+    Ok(train::<B>(&run.recipe, out, resume, &device, &mut hooks)?)
+}
+
+fn run_one(run: &Run, out: &Path, resume: bool) -> anyhow::Result<TrainOutcome> {
+    std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
-    let outcome = match recipe.device {
-        DeviceKind::Cpu => {
-            train::<Autodiff<Flex>>(recipe, &out, resume, &Default::default(), &mut NoEvents)?
-        }
+    match run.recipe.device {
+        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, out, resume),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train::<Autodiff<burn::backend::Cuda>>(
-            recipe,
-            &out,
-            resume,
-            &Default::default(),
-            &mut NoEvents,
-        )?,
+        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, out, resume),
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`"),
-    };
-    Ok(outcome)
+    }
 }
 
 /// Trains every run of the recipe, one after another.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let runs = Recipe::load(&args.recipe, &args.set)?;
-    for run in &runs {
+    for (i, run) in runs.iter().enumerate() {
         let base = args.out.clone().unwrap_or_else(|| run.recipe.out_dir());
         let out = match &run.name {
-            Some(name) => base.join(name),
+            Some(name) => {
+                eprintln!("== run {name} ({} of {})", i + 1, runs.len());
+                base.join(name)
+            }
             None => base,
         };
-        if let Some(name) = &run.name {
-            eprintln!(
-                "== run {name} ({} of {})",
-                runs.iter().position(|r| r.name == run.name).unwrap_or(0) + 1,
-                runs.len()
-            );
-        }
-        let o = run_one(run, out.clone(), args.resume)?;
+        let o = run_one(run, &out, args.resume)?;
         let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
         println!(
             "{}: step {}{}, train loss {}, held-out loss {}, {:.0} tokens/s",

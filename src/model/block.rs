@@ -30,12 +30,11 @@ pub struct Block<B: Backend> {
 impl<B: Backend> Block<B> {
     /// Fresh block; `out_std` scales the two projections back into the residual stream.
     pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
-        let device = init.device;
-        let norm = || Norm::new(cfg.norm, cfg.d_model, cfg.norm_eps, device);
+        let norm = |init: &mut Init<B>| Norm::new(cfg.norm, cfg.d_model, cfg.norm_eps, init);
         Self {
-            attn_norm: norm(),
+            attn_norm: norm(init),
             attn: Attention::init(cfg, std, out_std, init),
-            mlp_norm: (cfg.block != BlockKind::ParallelShared).then(norm),
+            mlp_norm: (cfg.block != BlockKind::ParallelShared).then(|| norm(init)),
             mlp: Mlp::init(cfg, std, out_std, init),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             kind: cfg.block,

@@ -255,6 +255,8 @@ pub struct ModelConfig {
     pub head_transform: bool,
     /// Dropout on attention probabilities and residual branches (training only).
     pub dropout: f64,
+    /// Causal sliding window (Mistral): query i sees keys i − w < j ≤ i. None: all past keys.
+    pub sliding_window: Option<usize>,
 }
 
 impl Default for ModelConfig {
@@ -287,6 +289,7 @@ impl Default for ModelConfig {
             final_norm: true,
             head_transform: false,
             dropout: 0.0,
+            sliding_window: None,
         }
     }
 }
@@ -311,6 +314,15 @@ impl ModelConfig {
     /// Whether attention is causal.
     pub fn is_causal(&self) -> bool {
         self.arch == Arch::Decoder
+    }
+
+    /// Whether query `i` may attend to key `j` (before padding): the causal mask and
+    /// any sliding window.
+    pub fn can_attend(&self, i: usize, j: usize) -> bool {
+        if !self.is_causal() {
+            return true;
+        }
+        j <= i && self.sliding_window.is_none_or(|w| i - j < w)
     }
 
     /// Checks the switches fit together; `what` names the source (a recipe field or a
@@ -369,6 +381,12 @@ impl ModelConfig {
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", "must lie in [0, 1)".into());
+        }
+        if self.sliding_window == Some(0) {
+            return bad("sliding_window", "must be positive".into());
+        }
+        if self.sliding_window.is_some() && !self.is_causal() {
+            return bad("sliding_window", "applies to decoders only".into());
         }
         if !(self.norm_eps > 0.0) {
             return bad("norm_eps", "must be positive".into());

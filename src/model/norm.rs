@@ -10,6 +10,7 @@ use burn::module::Param;
 use burn::prelude::*;
 
 use crate::model::config::NormKind;
+use crate::model::init::Init;
 
 /// A normalisation over the last dimension.
 #[derive(Module, Debug)]
@@ -28,10 +29,10 @@ pub struct Norm<B: Backend> {
 
 impl<B: Backend> Norm<B> {
     /// Identity-initialised norm of width `d`.
-    pub fn new(kind: NormKind, d: usize, eps: f64, device: &B::Device) -> Self {
+    pub fn new(kind: NormKind, d: usize, eps: f64, init: &mut Init<B>) -> Self {
         Self {
-            weight: Param::from_tensor(Tensor::ones([d], device)),
-            bias: (kind == NormKind::Layer).then(|| Param::from_tensor(Tensor::zeros([d], device))),
+            weight: init.constant([d], 1.0),
+            bias: (kind == NormKind::Layer).then(|| init.constant([d], 0.0)),
             kind,
             eps,
         }
@@ -72,14 +73,15 @@ mod tests {
             &dev,
         );
         // mean 3, deviations (-2,-1,0,3), var 14/4 = 3.5.
-        let ln = Norm::<Flex>::new(NormKind::Layer, 4, 0.0 + 1e-12, &dev).forward(x.clone());
+        let init = &mut Init::seeded(0, &dev);
+        let ln = Norm::<Flex>::new(NormKind::Layer, 4, 1e-12, init).forward(x.clone());
         let got = ln.into_data().to_vec::<f32>().unwrap();
         let s = 3.5f32.sqrt();
         for (g, e) in got.iter().zip([-2.0 / s, -1.0 / s, 0.0, 3.0 / s]) {
             assert!((g - e).abs() < 1e-5);
         }
         // mean square (1 + 4 + 9 + 36)/4 = 12.5.
-        let rms = Norm::<Flex>::new(NormKind::Rms, 4, 1e-12, &dev).forward(x);
+        let rms = Norm::<Flex>::new(NormKind::Rms, 4, 1e-12, init).forward(x);
         let got = rms.into_data().to_vec::<f32>().unwrap();
         let r = 12.5f32.sqrt();
         for (g, e) in got.iter().zip([1.0 / r, 2.0 / r, 3.0 / r, 6.0 / r]) {

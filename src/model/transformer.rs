@@ -101,36 +101,45 @@ impl<B: Backend> Transformer<B> {
     /// A freshly initialised model drawn from `seed` (GPT-2's scheme: N(0, 0.02²),
     /// residual projections scaled by 1/√(2L), biases zero, norms identity).
     pub fn init(config: &ModelConfig, seed: u64, device: &B::Device) -> Self {
-        let init = &mut Init::new(seed, device);
+        Self::build(config, &mut Init::seeded(seed, device))
+    }
+
+    /// The same parameters declared lazily, for a loader to fill (import, checkpoints):
+    /// no random weights are drawn or kept.
+    pub fn skeleton(config: &ModelConfig, device: &B::Device) -> Self {
+        Self::build(config, &mut Init::skeleton(device))
+    }
+
+    fn build(config: &ModelConfig, init: &mut Init<B>) -> Self {
         let c = config;
         let std = INIT_STD;
         let out_std = std / (2.0 * c.n_layers as f64).sqrt();
-        let norm = || Norm::new(c.norm, c.d_model, c.norm_eps, device);
+        let norm = |init: &mut Init<B>| Norm::new(c.norm, c.d_model, c.norm_eps, init);
         Self {
             embed: init.embedding(c.vocab_size, c.d_model, std),
             position: PositionEmbedding::init(c, std, init),
             token_type: (c.type_vocab_size > 0)
                 .then(|| init.embedding(c.type_vocab_size, c.d_model, std)),
-            embed_norm: c.embed_norm.then(norm),
+            embed_norm: c.embed_norm.then(|| norm(init)),
             blocks: (0..c.n_layers)
                 .map(|_| Block::init(c, std, out_std, init))
                 .collect(),
-            final_norm: c.final_norm.then(norm),
+            final_norm: c.final_norm.then(|| norm(init)),
             head_transform: c.head_transform.then(|| HeadTransform {
                 dense: init.linear(c.d_model, c.d_model, true, std),
-                norm: norm(),
+                norm: norm(init),
             }),
             lm_head: (!c.tie_embeddings)
                 .then(|| init.linear(c.d_model, c.vocab_size, c.lm_head_bias, std)),
             lm_bias: (c.tie_embeddings && c.lm_head_bias)
-                .then(|| Param::from_tensor(Tensor::zeros([c.vocab_size], device))),
+                .then(|| init.constant([c.vocab_size], 0.0)),
             dropout: DropoutConfig::new(c.dropout).init(),
             config: c.clone(),
         }
     }
 
     /// The additive score bias shared by every layer, `[B|1, H|1, T, T]`: −∞ above the
-    /// diagonal (causal), −∞ at padded keys, ALiBi slopes.
+    /// diagonal and outside a sliding window (causal), −∞ at padded keys, ALiBi slopes.
     fn score_bias(
         &self,
         batch: &Batch<B>,
@@ -148,10 +157,10 @@ impl<B: Backend> Transformer<B> {
         if self.config.is_causal() {
             let mask: Vec<f32> = (0..t * t)
                 .map(|k| {
-                    if k % t > k / t {
-                        f32::NEG_INFINITY
-                    } else {
+                    if self.config.can_attend(k / t, k % t) {
                         0.0
+                    } else {
+                        f32::NEG_INFINITY
                     }
                 })
                 .collect();
@@ -182,7 +191,6 @@ impl<B: Backend> Transformer<B> {
             return None;
         }
         let h = self.config.n_heads;
-        let causal = self.config.is_causal();
         let ablated: Vec<bool> = (0..t).map(|j| ab.positions.contains(&j)).collect();
         let mut data = vec![0f32; h * t * t];
         for head in 0..h {
@@ -190,11 +198,11 @@ impl<B: Backend> Transformer<B> {
                 continue;
             }
             for i in 0..t {
-                let visible = if causal { i + 1 } else { t };
-                if (0..visible).all(|j| ablated[j]) {
+                let visible = |j: &usize| self.config.can_attend(i, *j);
+                if (0..t).filter(visible).all(|j| ablated[j]) {
                     continue;
                 }
-                for j in 0..visible {
+                for j in (0..t).filter(visible) {
                     if ablated[j] {
                         data[(head * t + i) * t + j] = f32::NEG_INFINITY;
                     }

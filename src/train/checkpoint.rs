@@ -174,7 +174,7 @@ pub fn load_model<B: Backend>(
     device: &B::Device,
 ) -> Result<(Transformer<B>, CheckpointMeta)> {
     let meta = read_meta(dir)?;
-    let mut model = Transformer::<B>::init(&meta.model, meta.seed, device);
+    let mut model = Transformer::<B>::skeleton(&meta.model, device);
     let weights = dir.join(&meta.weights);
     load_weights(&mut model, &weights)?;
     Ok((model, meta))

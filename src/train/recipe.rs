@@ -144,6 +144,9 @@ pub struct Recipe {
     /// The optimisation.
     #[serde(default)]
     pub train: TrainConfig,
+    /// Training-time instrumentation.
+    #[serde(default)]
+    pub hooks: crate::hooks::HooksConfig,
     /// Folder of the recipe file, against which data paths resolve.
     #[serde(skip)]
     pub base_dir: PathBuf,

@@ -55,6 +55,11 @@ pub trait TrainEvents<B: AutodiffBackend> {
     fn on_eval(&mut self, _step: usize, _heldout_loss: f64) -> Result<()> {
         Ok(())
     }
+    /// Just before a checkpoint is written: logs up to `step` must be on disk, since
+    /// a resume cuts them back to the checkpoint's step.
+    fn before_checkpoint(&mut self, _step: usize) -> Result<()> {
+        Ok(())
+    }
     /// After a checkpoint is in place.
     fn on_checkpoint(&mut self, _step: usize, _dir: &Path) -> Result<()> {
         Ok(())
@@ -289,6 +294,7 @@ pub fn train<B: AutodiffBackend>(
                 param_ids: param_ids(&model),
                 version: env!("CARGO_PKG_VERSION").into(),
             };
+            events.before_checkpoint(step)?;
             let dir = checkpoint::save(run_dir, &meta, &model, &optim)?;
             checkpoint::prune(run_dir, t.keep_checkpoints)?;
             events.on_checkpoint(step, &dir)?;

@@ -52,6 +52,7 @@ pub fn tiny_recipe(model: ModelConfig, steps: usize) -> Recipe {
             log_every: 0,
             ..Default::default()
         },
+        hooks: Default::default(),
         base_dir: root(),
     }
 }

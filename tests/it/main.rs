@@ -2,5 +2,7 @@
 
 mod cli;
 mod common;
+mod hooks;
+mod import;
 mod model;
 mod training;

@@ -36,7 +36,7 @@ impl<B: Backend> PositionEmbedding<B> {
     pub fn init(cfg: &ModelConfig, std: f64, init: &mut Init<B>) -> Self {
         let table = (cfg.position.kind == PositionKind::Learned).then(|| {
             let rows = cfg.max_seq_len + cfg.position.offset;
-            Param::from_tensor(init.normal([rows, cfg.d_model], std))
+            init.normal([rows, cfg.d_model], std)
         });
         Self { table }
     }

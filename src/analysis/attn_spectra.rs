@@ -1,0 +1,256 @@
+//! Spectra of attention matrices: eigenvalue and singular-value gaps, participation ratios,
+//! stable rank and the divergence of the top of the spectrum from the Marchenko–Pastur law.
+//!
+//! Source: the paper's `rmt.ipynb` (arXiv 2508.02546), which applies these to attention
+//! maps (per head and head mean), not to weights. For a causal (lower-triangular) map the
+//! eigenvalues are its diagonal, read directly and flagged in the output
+//! (`eigen_from_diagonal`): the "eigenvalue" metrics of a decoder are then statements about
+//! how much each token attends to itself.
+
+use faer::Par;
+use serde::Serialize;
+
+use super::linalg::{eigenvalue_moduli, singular_values, to_mat};
+
+/// Aspect ratio γ of the Marchenko–Pastur density the notebook compares with (its square
+/// matrices would give γ = 1, a singular density; it uses 0.99).
+pub const MP_GAMMA: f64 = 0.99;
+/// Number of largest |λ| the notebook keeps for the comparison.
+pub const MP_TOP_EIGENVALUES: usize = 10;
+/// Histogram bins of that comparison.
+pub const MP_BINS: usize = 20;
+
+/// Spectral summary of one `T × T` attention matrix. Values that divide by zero are
+/// `+∞` (written as `null` in JSON); `None` when undefined (T < 2, decomposition failure).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatrixSpectrum {
+    /// The eigenvalues are the diagonal (causal map), not a general decomposition.
+    pub eigen_from_diagonal: bool,
+    /// |λ1| / |λ2| (moduli sorted in decreasing order).
+    pub spectral_gap: Option<f64>,
+    /// (Σ|λ|)² / Σ|λ|².
+    pub participation_ratio: Option<f64>,
+    /// σ1 / σ2.
+    pub singular_gap: Option<f64>,
+    /// (Σσ)² / Σσ².
+    pub singular_participation_ratio: Option<f64>,
+    /// Σσ² / σ1².
+    pub stable_rank: Option<f64>,
+    /// KL(histogram of the top-10 |λ|, mean-normalized ‖ MP density with γ = 0.99), nats.
+    pub mp_kl: Option<f64>,
+}
+
+/// `values[0] / values[1]` of a decreasing list (`+∞` when the second is 0).
+fn gap(values: &[f64]) -> Option<f64> {
+    (values.len() >= 2).then(|| values[0] / values[1])
+}
+
+/// (Σx)² / Σx², 0 for an all-zero list (as the notebook).
+fn participation(values: &[f64]) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let s: f64 = values.iter().sum();
+    let s2: f64 = values.iter().map(|x| x * x).sum();
+    Some(if s2 > 0.0 { s * s / s2 } else { 0.0 })
+}
+
+/// Counts of `np.histogram(values, bins)`: equal-width bins over [min, max] (widened by
+/// ±0.5 when all values are equal), the last bin closed, with numpy's edge corrections.
+pub fn histogram_counts(values: &[f64], bins: usize) -> Option<Vec<usize>> {
+    if values.is_empty() || bins == 0 || values.iter().any(|v| !v.is_finite()) {
+        return None;
+    }
+    let (mut first, mut last) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if first == last {
+        first -= 0.5;
+        last += 0.5;
+    }
+    let step = (last - first) / bins as f64;
+    let edge = |i: usize| {
+        if i == bins {
+            last
+        } else {
+            i as f64 * step + first
+        }
+    };
+    let mut counts = vec![0usize; bins];
+    for &v in values {
+        let mut i = (((v - first) / (last - first)) * bins as f64) as usize;
+        if i == bins {
+            i -= 1;
+        }
+        if v < edge(i) {
+            i -= 1;
+        }
+        if v >= edge(i + 1) && i != bins - 1 {
+            i += 1;
+        }
+        counts[i] += 1;
+    }
+    Some(counts)
+}
+
+/// Marchenko–Pastur density with ratio γ and unit variance:
+/// √((b − x)(x − a)) / (2π γ x) on [a, b] = [(1 − √γ)², (1 + √γ)²], 0 elsewhere.
+pub fn mp_density(x: f64, gamma: f64) -> f64 {
+    let a = (1.0 - gamma.sqrt()).powi(2);
+    let b = (1.0 + gamma.sqrt()).powi(2);
+    if x >= a && x <= b {
+        ((b - x) * (x - a)).sqrt() / (2.0 * std::f64::consts::PI * gamma * x)
+    } else {
+        0.0
+    }
+}
+
+/// The notebook's `compute_marchenko_pastur_distance` on moduli sorted in decreasing order:
+/// keep the top 10, divide by their mean, histogram in 20 bins, evaluate the MP density at
+/// the bin centres, normalize both to sum 1 and return KL(hist ‖ MP) (`+∞` when the
+/// histogram has mass where the density is 0). `None` for fewer than 2 values or a zero
+/// mean.
+pub fn mp_kl(moduli_desc: &[f64]) -> Option<f64> {
+    let top = &moduli_desc[..moduli_desc.len().min(MP_TOP_EIGENVALUES)];
+    if top.len() < 2 {
+        return None;
+    }
+    let mean = top.iter().sum::<f64>() / top.len() as f64;
+    if mean <= 0.0 {
+        return None;
+    }
+    let normalized: Vec<f64> = top.iter().map(|x| x / mean).collect();
+    let counts = histogram_counts(&normalized, MP_BINS)?;
+    let (mut first, mut last) = normalized
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if first == last {
+        first -= 0.5;
+        last += 0.5;
+    }
+    let step = (last - first) / MP_BINS as f64;
+    let density: Vec<f64> = (0..MP_BINS)
+        .map(|i| mp_density(first + (i as f64 + 0.5) * step, MP_GAMMA))
+        .collect();
+    let dsum: f64 = density.iter().sum();
+    if dsum <= 0.0 {
+        return None;
+    }
+    let n = top.len() as f64;
+    Some(super::stats::kl_divergence(
+        counts.iter().map(|&c| c as f64 / n),
+        density.iter().map(|d| d / dsum),
+    ))
+}
+
+/// Spectral summary of a `T × T` matrix (row-major). `triangular`: the matrix is lower
+/// triangular, so its eigenvalues are its diagonal.
+pub fn matrix_spectrum(a: &[f64], t: usize, triangular: bool) -> MatrixSpectrum {
+    let mat = to_mat(a, t, t);
+    let mut moduli = if triangular {
+        Some((0..t).map(|i| a[i * t + i].abs()).collect::<Vec<f64>>())
+    } else {
+        eigenvalue_moduli(mat.as_ref(), Par::Seq)
+    };
+    if let Some(m) = moduli.as_mut() {
+        m.sort_by(|x, y| y.total_cmp(x));
+    }
+    let sv = singular_values(mat.as_ref(), Par::Seq);
+    let stable_rank = sv.as_ref().and_then(|s| {
+        let s0 = *s.first()?;
+        Some(if s0 > 0.0 {
+            s.iter().map(|x| x * x).sum::<f64>() / (s0 * s0)
+        } else {
+            0.0
+        })
+    });
+    MatrixSpectrum {
+        eigen_from_diagonal: triangular,
+        spectral_gap: moduli.as_deref().and_then(gap),
+        participation_ratio: moduli.as_deref().and_then(participation),
+        singular_gap: sv.as_deref().and_then(gap),
+        singular_participation_ratio: sv.as_deref().and_then(participation),
+        stable_rank,
+        mp_kl: moduli.as_deref().and_then(mp_kl),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causal_map_by_hand() {
+        // A = [[1,0],[.5,.5]]: eigenvalues = diagonal 1, 0.5 → gap 2, PR (1.5)²/1.25 = 1.8.
+        // AᵀA = [[1.25,.25],[.25,.25]]: trace 1.5, det 0.25 → σ² = 0.75 ± √0.3125
+        // → σ1² = 1.309017, σ2² = 0.190983; stable rank 1.5 / 1.309017 = 1.145898.
+        let s = matrix_spectrum(&[1.0, 0.0, 0.5, 0.5], 2, true);
+        assert!(s.eigen_from_diagonal);
+        assert!((s.spectral_gap.unwrap() - 2.0).abs() < 1e-12);
+        assert!((s.participation_ratio.unwrap() - 1.8).abs() < 1e-12);
+        let (s1, s2) = (
+            (0.75 + 0.3125f64.sqrt()).sqrt(),
+            (0.75 - 0.3125f64.sqrt()).sqrt(),
+        );
+        assert!((s.singular_gap.unwrap() - s1 / s2).abs() < 1e-9);
+        assert!((s.stable_rank.unwrap() - 1.5 / (s1 * s1)).abs() < 1e-9);
+        let pr = (s1 + s2).powi(2) / 1.5;
+        assert!((s.singular_participation_ratio.unwrap() - pr).abs() < 1e-9);
+    }
+
+    #[test]
+    fn general_eigenvalues_match_the_diagonal_route() {
+        // the same triangular matrix through the general eigensolver
+        let a = [1.0, 0.0, 0.0, 0.5, 0.5, 0.0, 0.2, 0.3, 0.5];
+        let d = matrix_spectrum(&a, 3, true);
+        let g = matrix_spectrum(&a, 3, false);
+        assert!((d.spectral_gap.unwrap() - g.spectral_gap.unwrap()).abs() < 1e-9);
+        assert!((d.participation_ratio.unwrap() - g.participation_ratio.unwrap()).abs() < 1e-9);
+        // [[.5,.5],[.5,.5]]: eigenvalues 1 and 0 (to rounding) → a gap beyond 1e12
+        let u = matrix_spectrum(&[0.5, 0.5, 0.5, 0.5], 2, false);
+        assert!(u.spectral_gap.unwrap() > 1e12);
+        assert!((u.participation_ratio.unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn histogram_like_numpy() {
+        // np.histogram([0, 1, 1, 2, 3], bins=3)[0] = [1, 2, 2] (edges 0, 1, 2, 3; last bin closed)
+        assert_eq!(
+            histogram_counts(&[0.0, 1.0, 1.0, 2.0, 3.0], 3),
+            Some(vec![1, 2, 2])
+        );
+        // all equal: range widened to [0.5, 1.5], 1.0 falls in the middle bin of 3 (edges
+        // 0.5, 0.833, 1.167, 1.5)
+        assert_eq!(histogram_counts(&[1.0, 1.0], 3), Some(vec![0, 2, 0]));
+        // np.histogram([0.1, 0.2, 0.3], bins=2) = [1, 2]: edges 0.1, 0.2, 0.3 and 0.2 → bin 1
+        assert_eq!(histogram_counts(&[0.1, 0.2, 0.3], 2), Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn mp_kl_matches_scipy() {
+        // Reference from numpy/scipy, the notebook's own code:
+        //   e = np.array([3., 1., .5, .25]); x = e / e.mean()
+        //   h, edges = np.histogram(x, bins=20, density=True); c = (edges[:-1] + edges[1:]) / 2
+        //   mp = MP density(c, 0.99); scipy.stats.entropy(h / h.sum(), mp / mp.sum())
+        //   → 1.3855136688937408
+        let kl = mp_kl(&[3.0, 1.0, 0.5, 0.25]).unwrap();
+        assert!((kl - 1.3855136688937408).abs() < 1e-9, "{kl}");
+        assert_eq!(mp_kl(&[1.0]), None);
+        assert_eq!(mp_kl(&[0.0, 0.0]), None);
+        // MP density integrates to 1 on its support (midpoint rule, 200 000 cells)
+        let (a, b) = (
+            (1.0 - 0.99f64.sqrt()).powi(2),
+            (1.0 + 0.99f64.sqrt()).powi(2),
+        );
+        let n = 200_000;
+        let h = (b - a) / n as f64;
+        let integral: f64 = (0..n)
+            .map(|i| mp_density(a + (i as f64 + 0.5) * h, 0.99) * h)
+            .sum();
+        assert!((integral - 1.0).abs() < 1e-3, "{integral}");
+    }
+}

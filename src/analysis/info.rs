@@ -1,0 +1,157 @@
+//! Information metrics of one layer: how far each head is from the head mean (KL), and how
+//! much of that disagreement survives once the sink columns are removed.
+//!
+//! Source: the paper's `KL.ipynb` (arXiv 2508.02546): rows renormalized, Ā the head mean,
+//! `KL_h = mean_i KL(A_h[i,:] ‖ Ā[i,:])` in nats, `kl` the mean over heads. For
+//! `kl_sink_removed` the sink columns S (column mass ≥ P90) are zeroed in every head, rows
+//! renormalized — uniform over the non-sink keys when a row empties — and the same KL is
+//! recomputed on the new mean.
+
+use serde::Serialize;
+
+use super::stats::kl_divergence;
+
+/// Information metrics of one layer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerInfo {
+    /// Mean over heads of `mean_i KL(A_h[i,:] ‖ Ā[i,:])`, nats.
+    pub kl: f64,
+    /// The same after removing the sink columns; `None` when every key is a sink (rows
+    /// cannot be renormalized, the notebook's NaN).
+    pub kl_sink_removed: Option<f64>,
+    /// 100 · Σ_{j∈S} c_j / Σ_j c_j (the KL notebook's name for the sink concentration).
+    pub sink_attention_pct: f64,
+}
+
+/// Mean over heads of the mean row KL to the head mean, for `H × T × T` row-stochastic
+/// maps. `None` when a row is all zero (a distribution that does not exist).
+pub fn head_mean_kl(maps: &[f64], heads: usize, t: usize) -> Option<f64> {
+    let tt = t * t;
+    let mut mean = vec![0.0f64; tt];
+    for map in maps.chunks_exact(tt) {
+        for (m, a) in mean.iter_mut().zip(map) {
+            *m += a / heads as f64;
+        }
+    }
+    let mut total = 0.0;
+    for map in maps.chunks_exact(tt) {
+        let mut head = 0.0;
+        for (row, mrow) in map.chunks_exact(t).zip(mean.chunks_exact(t)) {
+            if row.iter().sum::<f64>() <= 0.0 {
+                return None;
+            }
+            head += kl_divergence(row.iter().copied(), mrow.iter().copied());
+        }
+        total += head / t as f64;
+    }
+    Some(total / heads as f64)
+}
+
+/// Rows renormalized to sum 1 (uniform over all keys for an all-zero row), in f64.
+fn normalized(layer: &[f32], t: usize) -> Vec<f64> {
+    let mut out: Vec<f64> = layer.iter().map(|&a| f64::from(a)).collect();
+    for row in out.chunks_exact_mut(t) {
+        let s: f64 = row.iter().sum();
+        if s > 0.0 {
+            row.iter_mut().for_each(|a| *a /= s);
+        } else {
+            row.iter_mut().for_each(|a| *a = 1.0 / t as f64);
+        }
+    }
+    out
+}
+
+/// The maps with the columns in `sinks` zeroed and rows renormalized; a row left empty
+/// becomes uniform over the non-sink keys (all T − |S| of them, as the notebook does, even
+/// above the diagonal of a causal map), or stays zero if every key is a sink.
+pub fn without_sinks(maps: &[f64], t: usize, sinks: &[usize]) -> Vec<f64> {
+    let mut is_sink = vec![false; t];
+    for &j in sinks {
+        is_sink[j] = true;
+    }
+    let non_sinks = is_sink.iter().filter(|s| !**s).count();
+    let mut out = maps.to_vec();
+    for row in out.chunks_exact_mut(t) {
+        for (a, &s) in row.iter_mut().zip(&is_sink) {
+            if s {
+                *a = 0.0;
+            }
+        }
+        let sum: f64 = row.iter().sum();
+        if sum > 0.0 {
+            row.iter_mut().for_each(|a| *a /= sum);
+        } else if non_sinks > 0 {
+            for (a, &s) in row.iter_mut().zip(&is_sink) {
+                *a = if s { 0.0 } else { 1.0 / non_sinks as f64 };
+            }
+        }
+    }
+    out
+}
+
+/// Information metrics of one layer given its sink set and sink concentration.
+pub fn layer_info(
+    layer: &[f32],
+    heads: usize,
+    t: usize,
+    sinks: &[usize],
+    sink_concentration: f64,
+) -> LayerInfo {
+    let maps = normalized(layer, t);
+    let kl = head_mean_kl(&maps, heads, t).unwrap_or(f64::NAN);
+    let kl_sink_removed = head_mean_kl(&without_sinks(&maps, t, sinks), heads, t);
+    LayerInfo {
+        kl,
+        kl_sink_removed,
+        sink_attention_pct: 100.0 * sink_concentration,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::sink::{column_sums, sink_set};
+
+    /// Two bidirectional heads over T = 3, every query putting 0.6 on key 0:
+    /// head 0 rows [.6,.4,0], [.6,0,.4], [.6,.2,.2]; head 1 rows [.6,0,.4], [.6,.4,0], [.6,.2,.2].
+    fn layer() -> Vec<f32> {
+        vec![
+            0.6, 0.4, 0.0, 0.6, 0.0, 0.4, 0.6, 0.2, 0.2, //
+            0.6, 0.0, 0.4, 0.6, 0.4, 0.0, 0.6, 0.2, 0.2,
+        ]
+    }
+
+    #[test]
+    fn kl_and_sink_removal_by_hand() {
+        let l = layer();
+        // column mass: [3.6, 1.2, 1.2]; P90 of [1.2, 1.2, 3.6] at index 1.8:
+        // 3.6 − 2.4·0.2 = 3.12 → S = {0}; concentration 3.6 / 6 = 0.6
+        let mut mass = column_sums(&l[..9], 3);
+        for (m, s) in mass.iter_mut().zip(column_sums(&l[9..], 3)) {
+            *m += s;
+        }
+        let (sinks, conc) = sink_set(&mass, 90.0);
+        assert_eq!(sinks, vec![0]);
+        let info = layer_info(&l, 2, 3, &sinks, conc);
+        // Ā rows are all [.6, .2, .2]. Rows 0 and 1 of each head: KL = 0.6 ln 1 + 0.4 ln 2;
+        // row 2: 0. Per head (2 · 0.4 ln 2)/3, so kl = 0.8 ln 2 / 3.
+        assert!((info.kl - 0.8 * 2f64.ln() / 3.0).abs() < 1e-6);
+        // Without key 0: head 0 rows [0,1,0], [0,0,1], [0,.5,.5]; head 1 rows [0,0,1],
+        // [0,1,0], [0,.5,.5]; Ā rows [0,.5,.5]. KL ln 2, ln 2, 0 per head → 2 ln 2 / 3.
+        assert!((info.kl_sink_removed.unwrap() - 2.0 * 2f64.ln() / 3.0).abs() < 1e-6);
+        assert!((info.sink_attention_pct - 60.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn emptied_rows_become_uniform_over_non_sinks() {
+        // row [1, 0, 0] with S = {0} → uniform over keys 1, 2
+        let out = without_sinks(&[1.0, 0.0, 0.0], 3, &[0]);
+        assert_eq!(out, vec![0.0, 0.5, 0.5]);
+        // every key a sink: the row stays empty and the KL is undefined
+        let two = [1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0, 0.0];
+        let info = layer_info(&two.map(|x| x as f32), 2, 2, &[0, 1], 1.0);
+        // heads [[1,0],[0,1]] and [[0,1],[1,0]]: Ā = ½ everywhere, every row KL = ln 2
+        assert!((info.kl - 2f64.ln()).abs() < 1e-12);
+        assert_eq!(info.kl_sink_removed, None);
+    }
+}

@@ -1,0 +1,119 @@
+//! The three spectral decompositions the metrics need, through faer, with the parallelism
+//! chosen by the caller.
+//!
+//! faer's convenience methods (`Mat::singular_values`, …) read a process-wide parallelism
+//! setting. The analysis already runs layers and heads in parallel with rayon, so nested
+//! faer parallelism would only oversubscribe the cores; these wrappers pass `Par::Seq`
+//! (or a caller's choice, for one big weight matrix) explicitly and leave the global
+//! setting alone.
+
+use faer::dyn_stack::{MemBuffer, MemStack};
+use faer::linalg::{evd, svd};
+use faer::{Mat, MatRef, Par};
+
+/// Singular values in non-increasing order, or `None` if the SVD did not converge.
+pub fn singular_values(a: MatRef<'_, f64>, par: Par) -> Option<Vec<f64>> {
+    let (m, n) = a.shape();
+    let mut s = faer::diag::Diag::<f64>::zeros(m.min(n));
+    let scratch = svd::svd_scratch::<f64>(
+        m,
+        n,
+        svd::ComputeSvdVectors::No,
+        svd::ComputeSvdVectors::No,
+        par,
+        Default::default(),
+    );
+    let mut buf = MemBuffer::new(scratch);
+    svd::svd(
+        a,
+        s.as_mut(),
+        None,
+        None,
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .ok()?;
+    Some(s.column_vector().iter().copied().collect())
+}
+
+/// Eigenvalues of a symmetric matrix (lower triangle read), non-decreasing.
+pub fn symmetric_eigenvalues(a: MatRef<'_, f64>, par: Par) -> Option<Vec<f64>> {
+    let n = a.nrows();
+    let mut s = faer::diag::Diag::<f64>::zeros(n);
+    let scratch = evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        evd::ComputeEigenvectors::No,
+        par,
+        Default::default(),
+    );
+    let mut buf = MemBuffer::new(scratch);
+    evd::self_adjoint_evd(
+        a,
+        s.as_mut(),
+        None,
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .ok()?;
+    Some(s.column_vector().iter().copied().collect())
+}
+
+/// Moduli |λ| of the eigenvalues of a general real square matrix (any order).
+pub fn eigenvalue_moduli(a: MatRef<'_, f64>, par: Par) -> Option<Vec<f64>> {
+    let n = a.nrows();
+    let mut re = faer::diag::Diag::<f64>::zeros(n);
+    let mut im = faer::diag::Diag::<f64>::zeros(n);
+    let scratch = evd::evd_scratch::<f64>(
+        n,
+        evd::ComputeEigenvectors::No,
+        evd::ComputeEigenvectors::No,
+        par,
+        Default::default(),
+    );
+    let mut buf = MemBuffer::new(scratch);
+    evd::evd_real(
+        a,
+        re.as_mut(),
+        im.as_mut(),
+        None,
+        None,
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .ok()?;
+    Some(
+        re.column_vector()
+            .iter()
+            .zip(im.column_vector().iter())
+            .map(|(r, i)| r.hypot(*i))
+            .collect(),
+    )
+}
+
+/// A row-major `rows × cols` buffer as a faer matrix.
+pub fn to_mat<T: Copy + Into<f64>>(data: &[T], rows: usize, cols: usize) -> Mat<f64> {
+    Mat::from_fn(rows, cols, |i, j| data[i * cols + j].into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn known_decompositions() {
+        // diag(3, 4) rotated by 90°: [[0, -4], [3, 0]] has singular values 4, 3 and
+        // eigenvalues ±i·√12, so both moduli are √12.
+        let a = to_mat(&[0.0, -4.0, 3.0, 0.0], 2, 2);
+        let s = singular_values(a.as_ref(), Par::Seq).unwrap();
+        assert!((s[0] - 4.0).abs() < 1e-12 && (s[1] - 3.0).abs() < 1e-12);
+        let e = eigenvalue_moduli(a.as_ref(), Par::Seq).unwrap();
+        assert!(e.iter().all(|x| (x - 12f64.sqrt()).abs() < 1e-12));
+        // [[2, 1], [1, 2]] has eigenvalues 1 and 3
+        let b = to_mat(&[2.0, 1.0, 1.0, 2.0], 2, 2);
+        let l = symmetric_eigenvalues(b.as_ref(), Par::Seq).unwrap();
+        assert!((l[0] - 1.0).abs() < 1e-12 && (l[1] - 3.0).abs() < 1e-12);
+    }
+}

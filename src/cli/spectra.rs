@@ -1,0 +1,244 @@
+//! `sinkscope spectra FILE.safetensors | MODEL_DIR`: WeightWatcher-style spectra of every
+//! 2-D weight, one row per tensor, optionally saved as CSV with WeightWatcher's column
+//! names.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use faer::Par;
+
+use crate::analysis::{weight_spectrum, SpectraConfig, WeightSpectrum};
+use crate::io::WeightSource;
+
+/// Arguments of `sinkscope spectra`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct SpectraArgs {
+    /// A `.safetensors` file or a Hugging Face model folder (sharded or not).
+    pub path: PathBuf,
+    /// Write every column to a CSV file.
+    #[arg(long, value_name = "OUT")]
+    pub csv: Option<PathBuf>,
+    /// Skip `rand_distance` (saves one SVD per matrix).
+    #[arg(long)]
+    pub no_randomize: bool,
+    /// Skip matrices with fewer eigenvalues (WeightWatcher's default, 50).
+    #[arg(long, default_value_t = 50)]
+    pub min_evals: usize,
+    /// Skip matrices with more eigenvalues (no limit by default).
+    #[arg(long)]
+    pub max_evals: Option<usize>,
+}
+
+/// CSV columns, WeightWatcher's names.
+const COLUMNS: [&str; 27] = [
+    "name",
+    "N",
+    "M",
+    "Q",
+    "num_evals",
+    "norm",
+    "spectral_norm",
+    "sv_max",
+    "sv_min",
+    "alpha",
+    "xmin",
+    "xmax",
+    "D",
+    "sigma",
+    "num_pl_spikes",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "sigma_mp",
+    "bulk_max",
+    "num_spikes",
+    "mp_softrank",
+    "rand_distance",
+    "ww_softrank",
+    "warning",
+];
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or(String::new(), |x| x.to_string())
+}
+
+/// One CSV line in the order of `COLUMNS`.
+pub fn csv_row(s: &WeightSpectrum) -> String {
+    [
+        csv_field(&s.name),
+        s.n.to_string(),
+        s.m.to_string(),
+        s.q.to_string(),
+        s.num_evals.to_string(),
+        s.norm.to_string(),
+        s.spectral_norm.to_string(),
+        s.sv_max.to_string(),
+        s.sv_min.to_string(),
+        opt(s.alpha),
+        opt(s.xmin),
+        s.xmax.to_string(),
+        opt(s.d),
+        opt(s.sigma),
+        s.num_pl_spikes.to_string(),
+        opt(s.alpha_weighted),
+        opt(s.log_alpha_norm),
+        s.log_norm.to_string(),
+        s.log_spectral_norm.to_string(),
+        s.stable_rank.to_string(),
+        s.sigma_mp.to_string(),
+        s.bulk_max.to_string(),
+        s.num_spikes.to_string(),
+        s.mp_softrank.to_string(),
+        opt(s.rand_distance),
+        opt(s.ww_softrank),
+        csv_field(&s.warning),
+    ]
+    .join(",")
+}
+
+fn short(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |x| format!("{x:.3}"))
+}
+
+/// Runs `sinkscope spectra`: matrices one after the other, each SVD using every core.
+pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
+    let source = WeightSource::open(&args.path)?;
+    let cfg = SpectraConfig {
+        min_evals: args.min_evals,
+        max_evals: args.max_evals,
+        randomize: !args.no_randomize,
+        ..SpectraConfig::default()
+    };
+    let mut csv = match &args.csv {
+        Some(p) => {
+            let mut f = std::io::BufWriter::new(
+                std::fs::File::create(p)
+                    .with_context(|| format!("cannot create {}", p.display()))?,
+            );
+            writeln!(f, "{}", COLUMNS.join(","))?;
+            Some(f)
+        }
+        None => None,
+    };
+    println!(
+        "{:<48} {:>6} {:>6} {:>8} {:>9} {:>8} {:>8} {:>9} {:>6} {:>8} {:>8}  warning",
+        "name",
+        "N",
+        "M",
+        "alpha",
+        "alpha_w",
+        "log_norm",
+        "log_spec",
+        "stable_rk",
+        "spikes",
+        "mp_soft",
+        "rand_d"
+    );
+    let mut skipped = Vec::new();
+    for entry in source.matrices() {
+        let data = source.load(entry)?;
+        let (rows, cols) = (entry.shape[0], entry.shape[1]);
+        match weight_spectrum(&entry.name, &data, rows, cols, &cfg, Par::rayon(0))? {
+            Some(s) => {
+                println!(
+                    "{:<48} {:>6} {:>6} {:>8} {:>9} {:>8.3} {:>8.3} {:>9.3} {:>6} {:>8.3} {:>8}  {}",
+                    s.name,
+                    s.n,
+                    s.m,
+                    short(s.alpha),
+                    short(s.alpha_weighted),
+                    s.log_norm,
+                    s.log_spectral_norm,
+                    s.stable_rank,
+                    s.num_spikes,
+                    s.mp_softrank,
+                    short(s.rand_distance),
+                    s.warning
+                );
+                if let Some(f) = csv.as_mut() {
+                    writeln!(f, "{}", csv_row(&s))?;
+                }
+            }
+            None => skipped.push(entry.name.clone()),
+        }
+    }
+    if let Some(mut f) = csv {
+        f.flush()?;
+    }
+    if !skipped.is_empty() {
+        println!(
+            "skipped {} matrices with fewer than {} (or more than the limit of) eigenvalues: {}",
+            skipped.len(),
+            cfg.min_evals,
+            skipped.join(", ")
+        );
+    }
+    if source.skipped() > 0 {
+        println!(
+            "{} tensors that are not 2-D were left out",
+            source.skipped()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::tensor_file::tests::{f32_bytes, write};
+    use safetensors::Dtype;
+
+    #[test]
+    fn csv_has_one_row_per_matrix() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.safetensors");
+        let big: Vec<f32> = (0..80 * 60)
+            .map(|i| ((i * 37 % 101) as f32 / 101.0) - 0.5)
+            .collect();
+        write(
+            &p,
+            &[
+                ("layer.weight", Dtype::F32, vec![80, 60], f32_bytes(&big)),
+                (
+                    "small.weight",
+                    Dtype::F32,
+                    vec![10, 10],
+                    f32_bytes(&[0.1; 100]),
+                ),
+                ("layer.bias", Dtype::F32, vec![80], f32_bytes(&[0.0; 80])),
+            ],
+        );
+        let out = dir.path().join("s.csv");
+        run(&SpectraArgs {
+            path: p,
+            csv: Some(out.clone()),
+            no_randomize: false,
+            min_evals: 50,
+            max_evals: None,
+        })
+        .unwrap();
+        let text = std::fs::read_to_string(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[0].split(',').count(), COLUMNS.len());
+        assert!(lines[1].starts_with("layer.weight,80,60,"));
+        assert_eq!(lines[1].split(',').count(), COLUMNS.len());
+    }
+
+    #[test]
+    fn csv_quotes_awkward_names() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("q\"x"), "\"q\"\"x\"");
+    }
+}

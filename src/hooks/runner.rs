@@ -1,0 +1,233 @@
+//! [`HookRunner`]: the training-loop side of the hooks. It captures the probe on the
+//! training thread at scheduled steps, accumulates the Fisher trace from each step's
+//! gradients, and hands everything to the analysis [`Worker`].
+
+use std::path::{Path, PathBuf};
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use tracing::warn;
+
+use crate::error::{Error, Result};
+use crate::eval::{capture, weight_matrices, EvalPlan};
+use crate::hooks::config::{Backlog, HooksConfig};
+use crate::hooks::hook::{select, Hook, Needs};
+use crate::hooks::schedule::HookSchedule;
+use crate::hooks::worker::{Job, Worker};
+use crate::log::RunLog;
+use crate::model::Transformer;
+use crate::train::data::{bytes, Corpus};
+use crate::train::{StepInfo, TrainEvents};
+
+/// Runs the recipe's hooks during training and keeps the run's logs.
+pub struct HookRunner<B: AutodiffBackend> {
+    /// Handed to the worker when the run starts.
+    hooks: Vec<Box<dyn Hook>>,
+    active: bool,
+    needs: Needs,
+    plan: EvalPlan,
+    schedule: HookSchedule,
+    probes: usize,
+    queue: usize,
+    backlog: Backlog,
+    run_dir: PathBuf,
+    recipe_text: String,
+    total_steps: usize,
+    checkpoint_every: usize,
+    log_every: usize,
+    device: B::Device,
+    probe: Vec<Vec<u32>>,
+    fisher_sum: Vec<f64>,
+    fisher_steps: usize,
+    worker: Option<Worker>,
+}
+
+impl<B: AutodiffBackend> HookRunner<B> {
+    /// Hooks named in `cfg` (an unknown name is an error naming `[hooks] run`).
+    pub fn new(
+        cfg: &HooksConfig,
+        recipe: &crate::train::Recipe,
+        run_dir: &Path,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let hooks = if cfg.enabled {
+            select(&cfg.run)
+                .map_err(|m| Error::config(&format!("recipe {}", recipe.name), "hooks.run", m))?
+        } else {
+            Vec::new()
+        };
+        Self::with_hooks(hooks, cfg, recipe, run_dir, device)
+    }
+
+    /// Runs the given hooks (tests use this to add a deliberately slow one).
+    pub fn with_hooks(
+        hooks: Vec<Box<dyn Hook>>,
+        cfg: &HooksConfig,
+        recipe: &crate::train::Recipe,
+        run_dir: &Path,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let source = format!("recipe {}", recipe.name);
+        cfg.analysis
+            .validate()
+            .map_err(|e| Error::config(&source, "hooks.analysis", e.to_string()))?;
+        if cfg.probes == 0 && !hooks.is_empty() {
+            return Err(Error::config(&source, "hooks.probes", "must be positive"));
+        }
+        let mut plan = EvalPlan {
+            analysis: cfg.analysis.clone(),
+            weights: false,
+            spectra: cfg.spectra.clone(),
+        };
+        // Only what a chosen hook reads is computed.
+        plan.analysis.graph = false;
+        plan.analysis.spectra = false;
+        plan.analysis.topology.enabled = false;
+        let mut needs = Needs::default();
+        for h in &hooks {
+            h.plan(&mut plan);
+            needs = needs.union(h.needs());
+        }
+        let recipe_text = toml::to_string_pretty(recipe).unwrap_or_default();
+        Ok(Self {
+            active: !hooks.is_empty(),
+            hooks,
+            needs,
+            plan,
+            schedule: cfg.schedule,
+            probes: cfg.probes,
+            queue: cfg.queue,
+            backlog: cfg.on_backlog,
+            run_dir: run_dir.to_path_buf(),
+            recipe_text,
+            total_steps: recipe.train.steps,
+            checkpoint_every: recipe.train.checkpoint_every,
+            log_every: recipe.train.log_every.max(1),
+            device: device.clone(),
+            probe: Vec::new(),
+            fisher_sum: Vec::new(),
+            fisher_steps: 0,
+            worker: None,
+        })
+    }
+
+    /// Where TensorBoard should look.
+    pub fn tb_dir(&self) -> PathBuf {
+        self.run_dir.join(crate::log::run_log::TB_DIR)
+    }
+
+    fn worker(&mut self) -> Result<&mut Worker> {
+        self.worker
+            .as_mut()
+            .ok_or_else(|| Error::Other("hooks used before the run started".into()))
+    }
+
+    fn evaluate(&mut self, step: usize, model: &Transformer<B>) -> Result<()> {
+        let inner = model.valid();
+        let probe = capture(
+            &inner,
+            &self.probe,
+            bytes::PAD,
+            self.needs.residuals,
+            &self.device,
+        )?;
+        let weights = if self.needs.weights {
+            weight_matrices(&inner)?
+        } else {
+            Vec::new()
+        };
+        let fisher = (self.needs.gradients && self.fisher_steps > 0).then(|| {
+            let n = self.fisher_steps as f64;
+            self.fisher_sum.iter().map(|s| s / n).collect()
+        });
+        self.fisher_sum.iter_mut().for_each(|s| *s = 0.0);
+        self.fisher_steps = 0;
+        let job = Job::Evaluate {
+            step,
+            probe,
+            weights,
+            fisher,
+        };
+        match self.backlog {
+            Backlog::Wait => self.worker()?.send(job),
+            Backlog::Skip => {
+                if self.worker()?.try_send(job)?.is_some() {
+                    warn!(step, "analysis is behind; skipping this evaluation (hooks.on_backlog = \"skip\")");
+                    self.worker()?.send(Job::Skipped {
+                        step,
+                        why: "analysis queue full (hooks.on_backlog = \"skip\")".into(),
+                    })?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
+    fn on_start(&mut self, step: usize, model: &Transformer<B>, corpus: &Corpus) -> Result<()> {
+        let log = RunLog::open(&self.run_dir, (step > 0).then_some(step))?;
+        let hooks = std::mem::take(&mut self.hooks);
+        self.worker = Some(Worker::spawn(log, hooks, self.plan.clone(), self.queue));
+        self.probe = corpus.probe_inputs(self.probes);
+        self.fisher_sum = vec![0.0; model.blocks.len()];
+        if step == 0 {
+            let text = format!("```toml\n{}\n```", self.recipe_text);
+            self.worker()?.send(Job::Text {
+                step,
+                tag: "recipe".into(),
+                text,
+            })?;
+            if self.active {
+                self.evaluate(0, model)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_step(&mut self, info: &StepInfo, model: &Transformer<B>) -> Result<()> {
+        for (f, l) in self.fisher_sum.iter_mut().zip(&info.grads.layer_sq) {
+            *f += l;
+        }
+        self.fisher_steps += 1;
+        if info.step % self.log_every == 0 || info.step == self.total_steps {
+            let scalars = vec![
+                ("train/loss".to_string(), info.loss),
+                ("train/lr".to_string(), info.lr),
+                ("train/tokens_per_sec".to_string(), info.tokens_per_sec),
+                ("train/grad_norm".to_string(), info.grads.norm()),
+            ];
+            self.worker()?.send(Job::Scalars {
+                step: info.step,
+                scalars,
+            })?;
+        }
+        if self.active
+            && self
+                .schedule
+                .is_due(info.step, self.total_steps, self.checkpoint_every)
+        {
+            self.evaluate(info.step, model)?;
+        }
+        Ok(())
+    }
+
+    fn on_eval(&mut self, step: usize, heldout_loss: f64) -> Result<()> {
+        self.worker()?.send(Job::Scalars {
+            step,
+            scalars: vec![("train/heldout_loss".into(), heldout_loss)],
+        })
+    }
+
+    fn before_checkpoint(&mut self, _step: usize) -> Result<()> {
+        // A checkpoint at step s promises logs complete up to s: resume cuts back to it.
+        self.worker()?.flush()
+    }
+
+    fn on_finish(&mut self, _step: usize) -> Result<()> {
+        match self.worker.take() {
+            Some(mut w) => w.finish(),
+            None => Ok(()),
+        }
+    }
+}

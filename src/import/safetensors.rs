@@ -1,0 +1,300 @@
+//! Hugging Face safetensors checkpoints, single-file or sharded
+//! (`model.safetensors.index.json`), memory-mapped and converted tensor by tensor to f32.
+//!
+//! Every header is validated when the file is opened (by the `safetensors` crate: offsets
+//! inside the file, no gaps, nothing past the end), so a truncated or corrupt file fails
+//! there, naming the file. Data stays in the memory map until a tensor is read; after
+//! conversion its pages are handed back to the kernel, so loading a model holds about one
+//! f32 copy of it rather than the copy plus the mapped file.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Component, Path, PathBuf};
+
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::tensor::TensorInfo;
+use safetensors::{Dtype, SafeTensors};
+use serde::Deserialize;
+
+use crate::error::Result;
+use crate::import::error::{ImportError, ImportErrorKind};
+use crate::import::json::read_json;
+use crate::import::source::TensorSource;
+
+/// The single-file checkpoint name `save_pretrained` writes.
+pub const SINGLE_FILE: &str = "model.safetensors";
+/// The index of a sharded checkpoint.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// One memory-mapped safetensors file with its parsed header.
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    /// Absolute offset of the data section (8 + header length).
+    data_start: usize,
+    tensors: HashMap<String, TensorInfo>,
+}
+
+impl Shard {
+    fn open(path: &Path) -> Result<Self, ImportError> {
+        let file = File::open(path).map_err(|e| ImportErrorKind::Io(e).at(path))?;
+        // SAFETY: memmap2 requires that the file is not modified or truncated while mapped.
+        // The map is only read; checkpoints are inputs sinkscope never writes, and another
+        // process rewriting one during an analysis is outside what we can guard against.
+        let map = unsafe { Mmap::map(&file) }.map_err(|e| ImportErrorKind::Io(e).at(path))?;
+        let (header_len, metadata) = SafeTensors::read_metadata(&map)
+            .map_err(|e| ImportErrorKind::Safetensors(e.to_string()).at(path))?;
+        let tensors = metadata
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| (name, info.clone()))
+            .collect();
+        Ok(Self {
+            path: path.to_path_buf(),
+            map,
+            data_start: 8 + header_len,
+            tensors,
+        })
+    }
+
+    fn read_f32(&self, name: &str, info: &TensorInfo) -> Result<Vec<f32>, ImportError> {
+        let (start, end) = info.data_offsets;
+        let (start, end) = (self.data_start + start, self.data_start + end);
+        let values = to_f32(info.dtype, &self.map[start..end]).ok_or_else(|| {
+            ImportErrorKind::UnsupportedDtype {
+                tensor: name.to_string(),
+                dtype: format!("{:?}", info.dtype),
+            }
+            .at(&self.path)
+        })?;
+        self.release(start, end);
+        Ok(values)
+    }
+
+    /// Drops the mapped pages that lie wholly inside `start..end` from this process, so the
+    /// converted copy does not sit next to the raw one in memory.
+    #[cfg(unix)]
+    fn release(&self, start: usize, end: usize) {
+        const PAGE: usize = 4096;
+        let first = start.next_multiple_of(PAGE);
+        let last = end / PAGE * PAGE;
+        if last > first {
+            // SAFETY: the map is private and read-only, so MADV_DONTNEED discards nothing:
+            // a later read of these pages faults them back in from the file with the same
+            // bytes. No borrow of the range is alive here (the conversion above is done).
+            // A failure (e.g. a larger page size) only means the pages stay resident.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    first,
+                    last - first,
+                )
+            };
+        }
+    }
+
+    #[cfg(not(unix))]
+    fn release(&self, _start: usize, _end: usize) {}
+}
+
+/// Little-endian `bytes` of `dtype` as f32; None for dtypes that are not floats we convert.
+fn to_f32(dtype: Dtype, bytes: &[u8]) -> Option<Vec<f32>> {
+    let two = |f: fn(u16) -> f32| {
+        bytes
+            .chunks_exact(2)
+            .map(|b| f(u16::from_le_bytes([b[0], b[1]])))
+            .collect()
+    };
+    Some(match dtype {
+        Dtype::F32 => bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        Dtype::F16 => two(|bits| f16::from_bits(bits).to_f32()),
+        Dtype::BF16 => two(|bits| bf16::from_bits(bits).to_f32()),
+        Dtype::F64 => bytes
+            .chunks_exact(8)
+            .map(|b| {
+                let mut a = [0u8; 8];
+                a.copy_from_slice(b);
+                f64::from_le_bytes(a) as f32
+            })
+            .collect(),
+        _ => return None,
+    })
+}
+
+fn convertible(dtype: Dtype) -> bool {
+    matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
+}
+
+/// The part of `model.safetensors.index.json` that says which shard holds which tensor.
+#[derive(Deserialize)]
+struct Index {
+    weight_map: BTreeMap<String, String>,
+}
+
+/// A safetensors checkpoint: one file, or the shards an index names.
+pub struct SafetensorsSource {
+    /// The single file or the index, for errors about the checkpoint as a whole.
+    main: PathBuf,
+    shards: Vec<Shard>,
+    by_name: HashMap<String, usize>,
+}
+
+impl SafetensorsSource {
+    /// The checkpoint in a model folder: `model.safetensors`, else the sharded index.
+    pub fn open_folder(dir: &Path) -> Result<Self, ImportError> {
+        let single = dir.join(SINGLE_FILE);
+        let index = dir.join(INDEX_FILE);
+        if single.is_file() {
+            Self::open_file(&single)
+        } else if index.is_file() {
+            Self::open_index(&index)
+        } else {
+            let hint = if dir.join("pytorch_model.bin").exists() {
+                " (only pytorch_model.bin is there; sinkscope reads safetensors, not pickles)"
+            } else {
+                ""
+            };
+            Err(ImportErrorKind::NotFound(format!(
+                "no {SINGLE_FILE} or {INDEX_FILE} in this folder{hint}"
+            ))
+            .at(dir))
+        }
+    }
+
+    /// One safetensors file.
+    pub fn open_file(path: &Path) -> Result<Self, ImportError> {
+        let shard = Shard::open(path)?;
+        let by_name = shard.tensors.keys().map(|n| (n.clone(), 0)).collect();
+        Ok(Self {
+            main: path.to_path_buf(),
+            shards: vec![shard],
+            by_name,
+        })
+    }
+
+    /// The shards named by an index file; every tensor the index lists must be in its
+    /// shard, and no tensor may appear in two shards.
+    pub fn open_index(index_path: &Path) -> Result<Self, ImportError> {
+        let index: Index = read_json(index_path)?;
+        let dir = index_path.parent().unwrap_or(Path::new("."));
+        let mut files: Vec<&String> = index.weight_map.values().collect();
+        files.sort();
+        files.dedup();
+        let mut shards = Vec::with_capacity(files.len());
+        for file in files {
+            let plain = Path::new(file)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+            if !plain {
+                return Err(ImportErrorKind::Config {
+                    field: "weight_map".into(),
+                    message: format!("shard `{file}` is not a file name inside the folder"),
+                }
+                .at(index_path));
+            }
+            shards.push(Shard::open(&dir.join(file))?);
+        }
+        let mut by_name = HashMap::new();
+        for (i, shard) in shards.iter().enumerate() {
+            for name in shard.tensors.keys() {
+                if let Some(j) = by_name.insert(name.clone(), i) {
+                    return Err(ImportErrorKind::Safetensors(format!(
+                        "tensor `{name}` is also in {}",
+                        shards[j].path.display()
+                    ))
+                    .at(&shard.path));
+                }
+            }
+        }
+        for (name, file) in &index.weight_map {
+            let holder = by_name.get(name).map(|&i| &shards[i]);
+            if holder.is_none_or(|s| s.path != dir.join(file)) {
+                return Err(ImportErrorKind::Safetensors(format!(
+                    "the index puts tensor `{name}` here, but this file does not hold it"
+                ))
+                .at(dir.join(file)));
+            }
+        }
+        Ok(Self {
+            main: index_path.to_path_buf(),
+            shards,
+            by_name,
+        })
+    }
+
+    fn find(&self, name: &str) -> Option<(&Shard, &TensorInfo)> {
+        let shard = &self.shards[*self.by_name.get(name)?];
+        Some((shard, shard.tensors.get(name)?))
+    }
+
+    fn missing(&self, name: &str) -> ImportError {
+        ImportErrorKind::NotFound(format!("no tensor `{name}` in the checkpoint")).at(&self.main)
+    }
+}
+
+impl TensorSource for SafetensorsSource {
+    fn names(&self) -> Vec<String> {
+        self.by_name.keys().cloned().collect()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.find(name).map(|(_, info)| info.shape.clone())
+    }
+
+    fn origin(&self) -> PathBuf {
+        self.main.clone()
+    }
+
+    fn file_of(&self, name: &str) -> PathBuf {
+        self.find(name)
+            .map_or_else(|| self.main.clone(), |(s, _)| s.path.clone())
+    }
+
+    fn check_readable(&self, name: &str) -> Result<()> {
+        let (shard, info) = self.find(name).ok_or_else(|| self.missing(name))?;
+        if convertible(info.dtype) {
+            Ok(())
+        } else {
+            Err(ImportErrorKind::UnsupportedDtype {
+                tensor: name.to_string(),
+                dtype: format!("{:?}", info.dtype),
+            }
+            .at(&shard.path)
+            .into())
+        }
+    }
+
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
+        let (shard, info) = self.find(name).ok_or_else(|| self.missing(name))?;
+        Ok(shard.read_f32(name, info)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_values_convert_exactly() {
+        let halves = [1.0f32, -2.5, 65504.0, 0.0];
+        let f16_bytes: Vec<u8> = halves
+            .iter()
+            .flat_map(|&v| f16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+        assert_eq!(to_f32(Dtype::F16, &f16_bytes).unwrap(), halves);
+        let bf16_bytes: Vec<u8> = [1.0f32, -3.0, 256.0]
+            .iter()
+            .flat_map(|&v| bf16::from_f32(v).to_bits().to_le_bytes())
+            .collect();
+        assert_eq!(
+            to_f32(Dtype::BF16, &bf16_bytes).unwrap(),
+            [1.0, -3.0, 256.0]
+        );
+        assert_eq!(to_f32(Dtype::F64, &0.5f64.to_le_bytes()).unwrap(), [0.5f32]);
+        assert!(to_f32(Dtype::I64, &[0; 8]).is_none());
+    }
+}

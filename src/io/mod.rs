@@ -1,0 +1,11 @@
+//! Reading arrays from disk for the commands: `.npy` files, `.safetensors` files and
+//! Hugging Face model folders. Every error names the file and the problem.
+
+pub mod arrays;
+pub mod error;
+pub mod npy;
+pub mod tensor_file;
+
+pub use arrays::{read_attention_file, WeightSource};
+pub use error::{Problem, ReadError};
+pub use npy::{read_npy, NpyArray};

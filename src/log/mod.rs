@@ -1,0 +1,51 @@
+//! Training logs: TensorBoard event files and `metrics.jsonl`.
+//!
+//! A run writes `RUN/tb/events.out.tfevents.*` for people (TensorBoard's
+//! scalars, histograms, images and text dashboards) and `RUN/metrics.jsonl`
+//! for scripts. Both can be cut back to a checkpoint's step so that a resumed
+//! run appends without duplicate or missing steps (`resume.rs`).
+//!
+//! # Why the event format is written by hand
+//!
+//! The `tensorboard-rs` crate (0.5.9) is unmaintained, panics on text and
+//! histograms (`unimplemented!()`), and pulls protobuf 2.28, which has
+//! advisory RUSTSEC-2024-0437. The format itself is small: TFRecord framing
+//! with masked CRC32C checksums (`record.rs`, the `crc32c` crate) around
+//! `Event` protobufs (`event.rs`, structs deriving `prost::Message` whose
+//! field numbers are copied from tensorflow's `.proto` files — no `protoc`,
+//! no build script). Our tests pin the bytes against TensorBoard's own
+//! Python serializer and read every file back with CRC checks
+//! (`reader.rs`).
+//!
+//! # Files
+//! - `tensorboard.rs`: [`TensorBoardWriter`].
+//! - `event.rs`: the protobuf messages.
+//! - `record.rs`: TFRecord framing.
+//! - `histogram.rs`: values → `HistogramProto` (linear buckets).
+//! - `reader.rs`: [`read_events`], for tests and resume.
+//! - `resume.rs`: [`truncate_after`], [`truncate_jsonl_after`].
+//! - `jsonl.rs`: [`JsonlWriter`].
+//! - `image.rs`: [`RgbImage`] and PNG encoding; `plot.rs`: [`heatmap`],
+//!   [`scatter`].
+//! - `error.rs`: [`LogError`].
+
+pub mod error;
+pub mod event;
+pub mod histogram;
+pub mod image;
+pub mod jsonl;
+pub mod plot;
+pub mod reader;
+pub mod record;
+pub mod resume;
+pub mod run_log;
+pub mod tensorboard;
+
+pub use error::LogError;
+pub use image::RgbImage;
+pub use jsonl::JsonlWriter;
+pub use plot::{heatmap, scale_to_fit, scatter, viridis};
+pub use reader::{read_events, EventRecord, LoggedValue};
+pub use resume::{truncate_after, truncate_jsonl_after, TruncateReport};
+pub use run_log::RunLog;
+pub use tensorboard::TensorBoardWriter;

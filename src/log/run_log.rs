@@ -1,0 +1,136 @@
+//! The logs of one training run: `RUN/tb/` (TensorBoard) and `RUN/metrics.jsonl`
+//! (one object per evaluation), opened so that a resumed run continues them without
+//! duplicate or missing steps.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use tracing::warn;
+
+use crate::log::{
+    truncate_after, truncate_jsonl_after, JsonlWriter, LogError, RgbImage, TensorBoardWriter,
+};
+
+/// TensorBoard folder inside a run.
+pub const TB_DIR: &str = "tb";
+/// Metrics file inside a run.
+pub const METRICS_FILE: &str = "metrics.jsonl";
+
+/// Writers for one run's logs.
+pub struct RunLog {
+    tb: TensorBoardWriter,
+    jsonl: JsonlWriter,
+    dir: PathBuf,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Serialize)]
+struct Record<'a, F: Serialize> {
+    step: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    frame: Option<&'a F>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<&'a str>,
+    scalars: BTreeMap<&'a str, f64>,
+}
+
+impl RunLog {
+    /// Opens the logs of `run_dir`. `resume_from` is the checkpoint step a resumed run
+    /// continues from: entries after it are removed first. A fresh run (None) starts
+    /// the logs anew. Fails early, naming the folder, when it cannot be written.
+    pub fn open(run_dir: &Path, resume_from: Option<usize>) -> Result<Self, LogError> {
+        let tb_dir = run_dir.join(TB_DIR);
+        let metrics = run_dir.join(METRICS_FILE);
+        match resume_from {
+            Some(step) => {
+                for report in [
+                    truncate_after(&tb_dir, step as u64)?,
+                    truncate_jsonl_after(&metrics, step as u64)?,
+                ] {
+                    if report.damaged > 0 {
+                        warn!(
+                            damaged = report.damaged,
+                            "dropped log records cut short by the interrupted run"
+                        );
+                    }
+                }
+            }
+            None => {
+                // Logs of an earlier attempt that never reached a checkpoint. Anything
+                // else at these paths is left for the writers to report.
+                if tb_dir.is_dir() {
+                    std::fs::remove_dir_all(&tb_dir).map_err(|e| {
+                        LogError::io("cannot clear logs of an earlier attempt in", &tb_dir, e)
+                    })?;
+                }
+                if metrics.is_file() {
+                    std::fs::remove_file(&metrics).map_err(|e| {
+                        LogError::io("cannot clear logs of an earlier attempt in", &metrics, e)
+                    })?;
+                }
+            }
+        }
+        Ok(Self {
+            tb: TensorBoardWriter::create(&tb_dir)?,
+            jsonl: JsonlWriter::open_append(&metrics)?,
+            dir: run_dir.to_path_buf(),
+        })
+    }
+
+    /// The TensorBoard folder, for the `tensorboard --logdir` hint.
+    pub fn tb_dir(&self) -> PathBuf {
+        self.dir.join(TB_DIR)
+    }
+
+    /// Scalars to TensorBoard only (training loss, learning rate…).
+    pub fn scalars(&mut self, step: usize, scalars: &[(String, f64)]) -> Result<(), LogError> {
+        self.tb.add_scalars(scalars, step as u64)
+    }
+
+    /// One evaluation: scalars, histograms and images to TensorBoard, and a line of
+    /// `metrics.jsonl` with the scalars and the frame verdict.
+    pub fn evaluation<F: Serialize>(
+        &mut self,
+        step: usize,
+        frame: &F,
+        scalars: &[(String, f64)],
+        histograms: &[(String, Vec<f64>)],
+        images: &[(String, RgbImage)],
+    ) -> Result<(), LogError> {
+        self.tb.add_scalars(scalars, step as u64)?;
+        for (tag, values) in histograms {
+            self.tb.add_histogram(tag, values, step as u64)?;
+        }
+        for (tag, image) in images {
+            self.tb.add_image(tag, image, step as u64)?;
+        }
+        self.jsonl.write(&Record {
+            step,
+            frame: Some(frame),
+            skipped: None,
+            scalars: scalars.iter().map(|(k, v)| (k.as_str(), *v)).collect(),
+        })
+    }
+
+    /// Records that the evaluation of `step` was skipped, and why, so none is lost silently.
+    pub fn skipped(&mut self, step: usize, why: &str) -> Result<(), LogError> {
+        self.jsonl.write(&Record::<()> {
+            step,
+            frame: None,
+            skipped: Some(why),
+            scalars: BTreeMap::new(),
+        })
+    }
+
+    /// Markdown text to TensorBoard's text dashboard.
+    pub fn text(&mut self, tag: &str, text: &str, step: usize) -> Result<(), LogError> {
+        self.tb.add_text(tag, text, step as u64)
+    }
+
+    /// Writes and fsyncs both files.
+    pub fn flush(&mut self) -> Result<(), LogError> {
+        self.tb.flush()?;
+        self.jsonl.sync()
+    }
+}
