@@ -15,6 +15,7 @@ pub mod import;
 pub mod io;
 pub mod log;
 pub mod model;
+pub mod report;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -94,7 +94,8 @@ pub struct AttentionReport {
 }
 
 /// Zero-padded index: at least two digits, more for ≥ 100 layers, so tags sort.
-fn pad(i: usize, count: usize) -> String {
+/// Index `i` of `count` zero-padded to at least two digits, so tags sort (`layer_03`).
+pub fn padded_index(i: usize, count: usize) -> String {
     let width = count.saturating_sub(1).to_string().len().max(2);
     format!("{i:0width$}")
 }
@@ -137,7 +138,7 @@ impl AttentionReport {
         out.push("sink/first_token_mass".into(), Some(self.first_token_mass));
         let nl = self.num_layers;
         for l in &self.layers {
-            let layer = format!("layer_{}", pad(l.layer, nl));
+            let layer = format!("layer_{}", padded_index(l.layer, nl));
             let s = &l.sink;
             out.push(format!("sink/rate/{layer}"), Some(s.sink_rate));
             out.push(
@@ -157,7 +158,7 @@ impl AttentionReport {
                     out.push(
                         format!(
                             "sink/first_token_mass/{layer}/head_{}",
-                            pad(h.head, self.num_heads)
+                            padded_index(h.head, self.num_heads)
                         ),
                         Some(h.first_token_score),
                     );
@@ -213,7 +214,7 @@ impl AttentionReport {
         }
         if let Some(m) = &self.massive {
             for s in m {
-                let state = format!("state_{}", pad(s.index, m.len()));
+                let state = format!("state_{}", padded_index(s.index, m.len()));
                 out.push(format!("massive/ratio/{state}"), s.ratio);
                 out.push(
                     format!("massive/top1/{state}"),
@@ -313,8 +314,8 @@ mod tests {
 
     #[test]
     fn padding_sorts() {
-        assert_eq!(pad(3, 4), "03");
-        assert_eq!(pad(7, 100), "07");
-        assert_eq!(pad(7, 101), "007");
+        assert_eq!(padded_index(3, 4), "03");
+        assert_eq!(padded_index(7, 100), "07");
+        assert_eq!(padded_index(7, 101), "007");
     }
 }

@@ -1,8 +1,12 @@
 //! Command-line interface: argument parsing and one `run` per command. Library
 //! errors arrive here typed and leave as a one-line message and a non-zero exit.
 
+pub mod ablate;
+pub mod analyze;
 pub mod metrics;
+pub mod report;
 pub mod spectra;
+pub mod texts;
 pub mod topo;
 pub mod train;
 
@@ -24,20 +28,31 @@ pub enum Command {
     /// Train a model (or a sweep of models) from a recipe, with hooks logging sink
     /// metrics to TensorBoard and metrics.jsonl.
     Train(train::TrainArgs),
+    /// Analyze a pretrained model (Hugging Face folder, cached hub id, GGUF) or a
+    /// checkpoint: the training hooks' metrics on given texts, sink tokens named.
+    Analyze(analyze::AnalyzeArgs),
+    /// Mask key positions out of attention and measure the change in loss, output KL
+    /// and attention entropy, per layer and overall.
+    Ablate(ablate::AblateArgs),
     /// Sink, graph, topology and information metrics of attention maps in a file.
     Metrics(metrics::MetricsArgs),
     /// Vietoris–Rips persistence diagrams of a distance matrix or point cloud.
     Topo(topo::TopoArgs),
     /// WeightWatcher-style spectra of every 2-D weight of a model.
     Spectra(spectra::SpectraArgs),
+    /// Markdown and HTML report with plots of a training run or sweep.
+    Report(report::ReportArgs),
 }
 
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Train(args) => train::run(&args),
+        Command::Analyze(args) => analyze::run(&args),
+        Command::Ablate(args) => ablate::run(&args),
         Command::Metrics(args) => metrics::run(&args),
         Command::Topo(args) => topo::run(&args),
         Command::Spectra(args) => spectra::run(&args),
+        Command::Report(args) => report::run(&args),
     }
 }

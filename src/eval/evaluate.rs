@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::analysis::report::padded_index;
 use crate::analysis::{
     self, AnalysisConfig, AttentionReport, SpectraConfig, Summary, WeightSpectrum,
 };
@@ -113,8 +114,7 @@ fn weight_scalars(w: &WeightSpectrum) -> [(&'static str, Option<f64>); 9] {
 }
 
 fn layer_tag(prefix: &str, l: usize, n: usize) -> String {
-    let width = n.saturating_sub(1).to_string().len().max(2);
-    format!("{prefix}/layer_{l:0width$}")
+    format!("{prefix}/layer_{}", padded_index(l, n))
 }
 
 impl Evaluation {

@@ -2,8 +2,16 @@
 //! analysis. Training hooks, `analyze` on imported models and `ablate` all go through
 //! it, so their numbers are computed the same way.
 
+pub mod ablation;
 pub mod capture;
 pub mod evaluate;
+pub mod fisher;
+pub mod lm;
+pub mod subject;
 
+pub use ablation::{ablate, AblationEffect, AblationReport};
 pub use capture::{capture, weight_matrices, NamedMatrix, SequenceCapture};
 pub use evaluate::{evaluate, EvalPlan, Evaluation};
+pub use fisher::fisher_trace;
+pub use lm::lm_batch;
+pub use subject::{Subject, SubjectTokenizer};

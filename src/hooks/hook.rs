@@ -5,6 +5,7 @@
 //! The analysis itself runs once per evaluation (the shared evaluation path), so
 //! hooks never compute the same metric twice.
 
+use crate::analysis::report::padded_index;
 use crate::eval::{EvalPlan, Evaluation, SequenceCapture};
 use crate::log::{heatmap, scatter, RgbImage};
 
@@ -117,7 +118,8 @@ impl Hook for Heatmaps {
         for l in 0..layers {
             let mean: Vec<f32> = seq.maps.head_mean(l).iter().map(|&x| x as f32).collect();
             if let Ok(img) = heatmap(&mean, t, t, scale) {
-                out.images.push((format!("attention/layer_{l:02}"), img));
+                out.images
+                    .push((format!("attention/layer_{}", padded_index(l, layers)), img));
             }
         }
     }
@@ -154,8 +156,13 @@ impl Hook for Diagrams {
                 }
             }
             if let Ok(img) = scatter(&points, &groups, 192) {
-                out.images
-                    .push((format!("topo/diagram/layer_{:02}", layer.layer), img));
+                out.images.push((
+                    format!(
+                        "topo/diagram/layer_{}",
+                        padded_index(layer.layer, report.num_layers)
+                    ),
+                    img,
+                ));
             }
         }
     }

@@ -213,6 +213,18 @@ impl TextTokenizer {
         }
     }
 
+    /// The id of a vocabulary string (`"[MASK]"`, `"<mask>"`), if present.
+    pub fn id_of(&self, token: &str) -> Option<u32> {
+        match &self.engine {
+            Engine::Hf(tokenizer) => tokenizer.token_to_id(token),
+            _ => self
+                .pieces
+                .iter()
+                .position(|p| p == token)
+                .map(|i| i as u32),
+        }
+    }
+
     /// The BOS id, if the model has one.
     pub fn bos_id(&self) -> Option<u32> {
         self.bos

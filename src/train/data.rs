@@ -238,7 +238,13 @@ impl Corpus {
                 out.targets.extend(&next);
                 out.weights.extend(std::iter::repeat_n(1.0, t));
             } else {
-                let (masked, weights) = self.mask(&input, rng);
+                let spec = MaskSpec {
+                    prob: self.mask_prob,
+                    mask_id: bytes::MASK,
+                    random_ids: 256,
+                    first: usize::from(self.bos),
+                };
+                let (masked, weights) = mlm_mask(&input, &spec, rng);
                 out.inputs.extend(masked);
                 out.targets.extend(&input);
                 out.weights.extend(weights);
@@ -246,33 +252,47 @@ impl Corpus {
         }
         out
     }
+}
 
-    /// BERT's masking: each non-special token chosen with `mask_prob`; chosen tokens
-    /// become MASK (80%), a random byte (10%) or stay (10%). At least one per row.
-    fn mask(&self, input: &[u32], rng: &mut StdRng) -> (Vec<u32>, Vec<f32>) {
-        let mut ids = input.to_vec();
-        let mut w = vec![0f32; input.len()];
-        let first = usize::from(self.bos);
-        for i in first..input.len() {
-            if rng.random_bool(self.mask_prob) {
-                w[i] = 1.0;
-            }
+/// How masked-LM inputs are corrupted.
+#[derive(Clone, Copy, Debug)]
+pub struct MaskSpec {
+    /// Share of tokens chosen.
+    pub prob: f64,
+    /// The mask token.
+    pub mask_id: u32,
+    /// Random replacements are drawn from ids `0..random_ids`.
+    pub random_ids: u32,
+    /// Positions before this are never chosen (BOS/CLS).
+    pub first: usize,
+}
+
+/// BERT's masking: each token from `spec.first` on is chosen with `spec.prob` (at least
+/// one per sequence); a chosen token becomes the mask (80%), a random id (10%) or stays
+/// (10%). Returns the corrupted ids and the loss weights (1 at chosen positions).
+pub fn mlm_mask(input: &[u32], spec: &MaskSpec, rng: &mut StdRng) -> (Vec<u32>, Vec<f32>) {
+    let mut ids = input.to_vec();
+    let mut w = vec![0f32; input.len()];
+    let first = spec.first.min(input.len().saturating_sub(1));
+    for wi in w.iter_mut().skip(first) {
+        if rng.random_bool(spec.prob) {
+            *wi = 1.0;
         }
-        if !w.iter().any(|&x| x > 0.0) {
-            w[rng.random_range(first..input.len())] = 1.0;
-        }
-        for (id, &wi) in ids.iter_mut().zip(&w) {
-            if wi > 0.0 {
-                let r: f64 = rng.random();
-                if r < 0.8 {
-                    *id = bytes::MASK;
-                } else if r < 0.9 {
-                    *id = rng.random_range(0..256);
-                }
-            }
-        }
-        (ids, w)
     }
+    if !w.iter().any(|&x| x > 0.0) && !input.is_empty() {
+        w[rng.random_range(first..input.len())] = 1.0;
+    }
+    for (id, &wi) in ids.iter_mut().zip(&w) {
+        if wi > 0.0 {
+            let r: f64 = rng.random();
+            if r < 0.8 {
+                *id = spec.mask_id;
+            } else if r < 0.9 {
+                *id = rng.random_range(0..spec.random_ids);
+            }
+        }
+    }
+    (ids, w)
 }
 
 /// SplitMix64-style mixing of a seed and a counter into one RNG seed.

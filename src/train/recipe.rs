@@ -228,6 +228,14 @@ impl Recipe {
                 recipe.name = stem.clone();
             }
             recipe.base_dir = base_dir.clone();
+            // Data paths become absolute, so checkpoints and reports read from any
+            // working directory find the corpus again.
+            recipe.data.train = absolute(&recipe.resolve(&recipe.data.train));
+            recipe.data.heldout = recipe
+                .data
+                .heldout
+                .as_ref()
+                .map(|h| absolute(&recipe.resolve(h)));
             recipe.validate(&source)?;
             runs.push(Run { name, recipe });
         }
@@ -327,6 +335,10 @@ impl Sweep {
         }));
         out
     }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 fn value_name(v: &toml::Value) -> String {

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -22,7 +23,7 @@ use crate::train::checkpoint::{self, CheckpointMeta, OPTIMIZER_FILE, WEIGHTS_FIL
 use crate::train::data::{bytes, mix, Corpus};
 use crate::train::grads::{clip_global_norm, grad_stats, GradStats};
 use crate::train::loss::{lm_loss, DeviceBatch};
-use crate::train::recipe::Recipe;
+use crate::train::recipe::{Recipe, TrainConfig};
 use crate::train::schedule::Schedule;
 
 /// What one optimiser step produced.
@@ -108,6 +109,48 @@ pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
+/// AdamW as the recipe configures it (burn's optimiser; clipping is ours, global).
+pub fn adamw<B: AutodiffBackend>(t: &TrainConfig) -> OptimizerAdaptor<AdamW, Transformer<B>, B> {
+    AdamWConfig::new()
+        .with_beta_1(t.beta1 as f32)
+        .with_beta_2(t.beta2 as f32)
+        .with_epsilon(t.eps as f32)
+        .with_weight_decay(t.weight_decay as f32)
+        .init::<B, Transformer<B>>()
+}
+
+/// One optimiser step: forward, loss, backward, global-norm clipping, AdamW update.
+/// Returns the model, the batch loss and the gradient norms before clipping; on a
+/// non-finite loss the model comes back unchanged and the norms are `None`.
+pub fn optimizer_step<B, O>(
+    model: Transformer<B>,
+    optim: &mut O,
+    batch: DeviceBatch<B>,
+    lr: f64,
+    grad_clip: f64,
+) -> (Transformer<B>, f32, Option<GradStats>)
+where
+    B: AutodiffBackend,
+    O: Optimizer<Transformer<B>, B>,
+{
+    let out = model.forward(
+        &crate::model::Batch {
+            ids: batch.inputs,
+            padding: None,
+        },
+        &ForwardOptions::default(),
+    );
+    let loss = lm_loss(out.logits, batch.targets, batch.weights);
+    let value: f32 = loss.clone().into_scalar().elem();
+    if !value.is_finite() {
+        return (model, value, None);
+    }
+    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let stats = grad_stats(&model, &grads);
+    clip_global_norm(&model, &mut grads, &stats, grad_clip);
+    (optim.step(lr, model, grads), value, Some(stats))
+}
+
 /// Held-out loss over the fixed evaluation batches, without gradients.
 pub fn heldout_loss<B: Backend>(
     model: &Transformer<B>,
@@ -152,12 +195,7 @@ pub fn train<B: AutodiffBackend>(
     let existing = checkpoint::list(run_dir)?;
 
     let mut model = Transformer::<B>::init(&cfg, recipe.seed, device);
-    let mut optim = AdamWConfig::new()
-        .with_beta_1(t.beta1 as f32)
-        .with_beta_2(t.beta2 as f32)
-        .with_epsilon(t.eps as f32)
-        .with_weight_decay(t.weight_decay as f32)
-        .init::<B, Transformer<B>>();
+    let mut optim = adamw::<B>(t);
     let mut start = 0;
     let mut last_checkpoint = None;
     let mut heldout = None;
@@ -212,16 +250,11 @@ pub fn train<B: AutodiffBackend>(
         }
         let batch =
             DeviceBatch::<B>::new(&corpus.train_batch(recipe.seed, step, t.batch_size), device);
-        let out = model.forward(
-            &crate::model::Batch {
-                ids: batch.inputs,
-                padding: None,
-            },
-            &ForwardOptions::default(),
-        );
-        let loss = lm_loss(out.logits, batch.targets, batch.weights);
-        let loss_value: f32 = loss.clone().into_scalar().elem();
-        if !loss_value.is_finite() {
+        let lr = schedule.at(step - 1);
+        let (updated, loss_value, stats) =
+            optimizer_step(model, &mut optim, batch, lr, t.grad_clip);
+        model = updated;
+        let Some(stats) = stats else {
             bar.abandon();
             let keep = last_checkpoint
                 .as_ref()
@@ -229,15 +262,9 @@ pub fn train<B: AutodiffBackend>(
                 .unwrap_or_else(|| "no checkpoint was written yet".into());
             events.on_finish(step - 1)?;
             return Err(Error::Diverged(format!(
-                "training loss became {loss_value} at step {step} (lr {:.3e}); stopped. {keep}. Lower train.lr or raise train.warmup_steps.",
-                schedule.at(step - 1)
+                "training loss became {loss_value} at step {step} (lr {lr:.3e}); stopped. {keep}. Lower train.lr or raise train.warmup_steps."
             )));
-        }
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        let stats = grad_stats(&model, &grads);
-        clip_global_norm(&model, &mut grads, &stats, t.grad_clip);
-        let lr = schedule.at(step - 1);
-        model = optim.step(lr, model, grads);
+        };
 
         let elapsed = started.elapsed().as_secs_f64().max(1e-9);
         tokens_per_sec = ((step - start) as u64 * tokens_per_step) as f64 / elapsed;

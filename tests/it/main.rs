@@ -1,8 +1,10 @@
 //! Integration tests, in one binary so burn links once.
 
+mod analyze;
 mod cli;
 mod common;
 mod hooks;
 mod import;
 mod model;
+mod report;
 mod training;

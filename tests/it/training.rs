@@ -169,3 +169,30 @@ fn killed_run_resumes_with_the_same_losses() {
         }
     }
 }
+
+#[test]
+fn shipped_recipes_load() {
+    let dir = crate::common::root().join("recipes");
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let runs = sinkscope::train::Recipe::load(&path, &[]).unwrap_or_else(|e| panic!("{e}"));
+            for r in &runs {
+                resolve_model(&r.recipe).unwrap();
+                assert!(
+                    r.recipe.resolve(&r.recipe.data.train).is_file(),
+                    "{}",
+                    path.display()
+                );
+            }
+            names.push((
+                path.file_stem().unwrap().to_string_lossy().to_string(),
+                runs.len(),
+            ));
+        }
+    }
+    names.sort();
+    assert!(names.contains(&("quick".into(), 1)), "{names:?}");
+    assert!(names.contains(&("pe-swap".into(), 7)), "{names:?}");
+}

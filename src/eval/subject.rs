@@ -1,0 +1,139 @@
+//! What `analyze` and `ablate` work on: a pretrained model imported from Hugging Face
+//! or GGUF, or a sinkscope checkpoint (a checkpoint folder, or a run folder whose
+//! newest checkpoint is taken), each with its tokenizer.
+
+use std::path::Path;
+
+use burn::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::import::tokenizer::{Encoded, TextTokenizer};
+use crate::model::Transformer;
+use crate::train::checkpoint;
+use crate::train::data::bytes;
+
+/// How a subject turns text into ids.
+pub enum SubjectTokenizer {
+    /// sinkscope's byte tokenizer; `bos` if the run prepended BOS.
+    Bytes {
+        /// Prepend the BOS token.
+        bos: bool,
+    },
+    /// A pretrained model's tokenizer.
+    Text(TextTokenizer),
+}
+
+/// A model with its tokenizer and a name for reports.
+pub struct Subject<B: Backend> {
+    /// The model.
+    pub model: Transformer<B>,
+    /// Its tokenizer.
+    pub tokenizer: SubjectTokenizer,
+    /// Model family (`llama`, `gpt2`, …; `sinkscope` for checkpoints).
+    pub family: String,
+    /// Where it was loaded from.
+    pub source: String,
+}
+
+impl<B: Backend> Subject<B> {
+    /// Loads `arg`: a sinkscope checkpoint or run folder, else anything
+    /// [`crate::import::load`] accepts (model folder, hub id in the local cache, GGUF file).
+    pub fn load(arg: &str, device: &B::Device) -> Result<Self> {
+        let path = Path::new(arg);
+        let checkpoint_dir = if path.join(checkpoint::META_FILE).is_file() {
+            Some(path.to_path_buf())
+        } else if checkpoint::checkpoints_dir(path).is_dir() {
+            let all = checkpoint::list(path)?;
+            let (_, dir) = all
+                .last()
+                .ok_or_else(|| Error::file(path, "run folder holds no complete checkpoint"))?;
+            Some(dir.clone())
+        } else {
+            None
+        };
+        if let Some(dir) = checkpoint_dir {
+            let (model, meta) = checkpoint::load_model::<B>(&dir, device)?;
+            return Ok(Self {
+                model,
+                tokenizer: SubjectTokenizer::Bytes {
+                    bos: meta.recipe.data.bos,
+                },
+                family: "sinkscope".into(),
+                source: dir.display().to_string(),
+            });
+        }
+        let imported = crate::import::load::<B>(arg, device)?;
+        Ok(Self {
+            model: imported.model,
+            tokenizer: SubjectTokenizer::Text(imported.tokenizer),
+            family: imported.family,
+            source: imported.source.display().to_string(),
+        })
+    }
+
+    /// Token ids and their readable names, with the model's special tokens (BOS/CLS/SEP).
+    pub fn encode(&self, text: &str) -> Result<Encoded> {
+        match &self.tokenizer {
+            SubjectTokenizer::Bytes { bos } => {
+                let mut ids = Vec::new();
+                if *bos {
+                    ids.push(bytes::BOS);
+                }
+                ids.extend(bytes::encode(text));
+                Ok(Encoded {
+                    tokens: ids.iter().map(|&i| bytes::token_name(i)).collect(),
+                    special: ids.iter().map(|&i| i >= 256).collect(),
+                    ids,
+                })
+            }
+            SubjectTokenizer::Text(t) => {
+                let enc = t.encode(text)?;
+                if let Some(&bad) = enc
+                    .ids
+                    .iter()
+                    .find(|&&i| i as usize >= self.model.config.vocab_size)
+                {
+                    return Err(Error::Other(format!(
+                        "token id {bad} is outside the model's vocabulary of {}",
+                        self.model.config.vocab_size
+                    )));
+                }
+                Ok(enc)
+            }
+        }
+    }
+
+    /// The longest sequence the model accepts: a learned position table has a size;
+    /// other encodings extend (None).
+    pub fn max_len(&self) -> Option<usize> {
+        let cfg = &self.model.config;
+        (cfg.position.kind == crate::model::PositionKind::Learned).then_some(cfg.max_seq_len)
+    }
+
+    /// Id used to fill padding (never seen by real tokens: padded keys are masked).
+    pub fn pad_id(&self) -> u32 {
+        match &self.tokenizer {
+            SubjectTokenizer::Bytes { .. } => bytes::PAD,
+            SubjectTokenizer::Text(t) => ["<pad>", "[PAD]", "<|endoftext|>"]
+                .iter()
+                .find_map(|p| t.id_of(p))
+                .unwrap_or(0),
+        }
+    }
+
+    /// The mask token for masked-LM losses of encoders.
+    pub fn mask_id(&self) -> Option<u32> {
+        match &self.tokenizer {
+            SubjectTokenizer::Bytes { .. } => Some(bytes::MASK),
+            SubjectTokenizer::Text(t) => ["[MASK]", "<mask>"].iter().find_map(|p| t.id_of(p)),
+        }
+    }
+
+    /// Tokenization caveat to show the user, if any.
+    pub fn caveat(&self) -> Option<&str> {
+        match &self.tokenizer {
+            SubjectTokenizer::Text(t) => t.caveat(),
+            SubjectTokenizer::Bytes { .. } => None,
+        }
+    }
+}
