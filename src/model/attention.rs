@@ -8,7 +8,8 @@ use burn::tensor::activation;
 
 use crate::model::config::{ModelConfig, SoftmaxKind};
 use crate::model::init::Init;
-use crate::model::position::Rotary;
+use crate::model::kernels;
+use crate::model::position::{Rotary, RowRotation};
 
 /// Self-attention with grouped-query support (`n_kv_heads` dividing `n_heads`;
 /// query head h reads key/value head h / (n_heads / n_kv_heads), as Hugging Face's
@@ -36,6 +37,41 @@ pub struct Attention<B: Backend> {
     softmax: SoftmaxKind,
 }
 
+/// What every layer's attention shares within one forward pass, built once: the
+/// rotation in the projections' layout, with the score scale folded into q's tables.
+#[derive(Clone, Debug)]
+pub struct AttentionContext<B: Backend> {
+    /// Rotation of q (score scale folded in) and of k.
+    rotation: Option<(RowRotation<B>, RowRotation<B>)>,
+}
+
+impl<B: Backend> AttentionContext<B> {
+    /// The context for sequences of the rotary tables' length.
+    pub fn new(cfg: &ModelConfig, rotary: Option<&Rotary<B>>, device: &B::Device) -> Self {
+        let (h, kv, dh) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim());
+        let scale = cfg.attention_scale();
+        Self {
+            rotation: rotary.map(|r| (r.rows(h, dh, scale, device), r.rows(kv, dh, 1.0, device))),
+        }
+    }
+}
+
+/// `scores + bias` (bias broadcast to the scores), reshaped so that the bias is one
+/// row shared by every outer index: the CPU backend has a SIMD path for that, while a
+/// general broadcast walks the elements one by one.
+fn add_bias<B: Backend>(scores: Tensor<B, 4>, bias: Tensor<B, 4>) -> Tensor<B, 4> {
+    let [b, h, t, s] = scores.dims();
+    match bias.dims() {
+        [1, 1, bt, bs] if (bt, bs) == (t, s) => {
+            (scores.reshape([b * h, t * s]) + bias.reshape([1, t * s])).reshape([b, h, t, s])
+        }
+        [1, bh, bt, bs] if (bh, bt, bs) == (h, t, s) => {
+            (scores.reshape([b, h * t * s]) + bias.reshape([1, h * t * s])).reshape([b, h, t, s])
+        }
+        _ => scores + bias,
+    }
+}
+
 impl<B: Backend> Attention<B> {
     /// Fresh attention; `out_std` for the output projection.
     pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
@@ -49,62 +85,67 @@ impl<B: Backend> Attention<B> {
             n_heads: h,
             n_kv_heads: kv,
             head_dim: dh,
-            scale: cfg.attn_scale.unwrap_or(1.0 / (dh as f64).sqrt()),
+            scale: cfg.attention_scale(),
             softmax: cfg.softmax,
         }
-    }
-
-    fn heads(&self, x: Tensor<B, 3>, n: usize) -> Tensor<B, 4> {
-        let [b, t, _] = x.dims();
-        x.reshape([b, t, n, self.head_dim]).swap_dims(1, 2)
-    }
-
-    fn repeat_kv(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let groups = self.n_heads / self.n_kv_heads;
-        if groups == 1 {
-            return x;
-        }
-        let [b, kv, t, dh] = x.dims();
-        x.unsqueeze_dim::<5>(2)
-            .expand([b, kv, groups, t, dh])
-            .reshape([b, kv * groups, t, dh])
     }
 
     /// `x` `[B, T, d]` → (`[B, T, d]`, probabilities `[B, H, T, T]` if `keep_probs`).
     /// `score_bias` (broadcast to `[B, H, T, T]`) carries the causal and padding
     /// masks as −∞ and any ALiBi or ablation bias.
+    ///
+    /// Projections run on `[B·T, d]` (one 2-D product each, so the weight gradient is
+    /// one product too, not one per sequence summed). Grouped-query heads are
+    /// broadcast in the products (`[B, Hkv, G, …]` against `[B, Hkv, 1, …]`) rather
+    /// than copied.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rotary: Option<&Rotary<B>>,
+        ctx: &AttentionContext<B>,
         score_bias: Option<Tensor<B, 4>>,
         keep_probs: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let [b, t, _] = x.dims();
-        let mut q = self.heads(self.q.forward(x.clone()), self.n_heads);
-        let mut k = self.heads(self.k.forward(x.clone()), self.n_kv_heads);
-        let v = self.heads(self.v.forward(x), self.n_kv_heads);
-        if let Some(rot) = rotary {
-            q = rot.apply(q);
-            k = rot.apply(k);
+        let [b, t, d] = x.dims();
+        let (h, kv, dh) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let g = h / kv;
+        let x = x.reshape([b * t, d]);
+        let mut q = self.q.forward(x.clone());
+        let mut k = self.k.forward(x.clone());
+        let v = self.v.forward(x);
+        match &ctx.rotation {
+            Some((rq, rk)) => {
+                q = rq.apply(q);
+                k = rk.apply(k);
+            }
+            None => q = q * self.scale,
         }
-        let k = self.repeat_kv(k);
-        let v = self.repeat_kv(v);
-        let mut scores = q.matmul(k.swap_dims(2, 3)) * self.scale;
-        if let Some(bias) = score_bias {
-            scores = scores + bias;
-        }
+        // Heads moved into the per-head layouts the products read, keys transposed.
+        let q = kernels::permute(q.reshape([b, t, kv, g, dh]), [0, 2, 3, 1, 4]);
+        let kt =
+            kernels::permute(k.reshape([b, t, kv, dh]), [0, 2, 3, 1]).reshape([b, kv, 1, dh, t]);
+        let v =
+            kernels::permute(v.reshape([b, t, kv, dh]), [0, 2, 1, 3]).reshape([b, kv, 1, t, dh]);
+        let scores = q.matmul(kt).reshape([b, h, t, t]);
         let probs = match self.softmax {
-            SoftmaxKind::Standard => activation::softmax(scores, 3),
-            SoftmaxKind::Quiet => activation::quiet_softmax(scores, 3),
+            SoftmaxKind::Standard => kernels::softmax(scores, score_bias),
+            SoftmaxKind::Quiet => {
+                let scores = match score_bias {
+                    Some(bias) => add_bias(scores, bias),
+                    None => scores,
+                };
+                activation::quiet_softmax(scores, 3)
+            }
         };
         let kept = keep_probs.then(|| probs.clone());
         let out = self
             .dropout
             .forward(probs)
+            .reshape([b, kv, g, t, t])
             .matmul(v)
-            .swap_dims(1, 2)
-            .reshape([b, t, self.n_heads * self.head_dim]);
-        (self.o.forward(out), kept)
+            .reshape([b, h, t, dh]);
+        let out = kernels::permute(out, [0, 2, 1, 3]).reshape([b * t, h * dh]);
+        let y = self.o.forward(out);
+        let width = y.dims()[1];
+        (y.reshape([b, t, width]), kept)
     }
 }

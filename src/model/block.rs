@@ -4,12 +4,11 @@
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
 
-use crate::model::attention::Attention;
+use crate::model::attention::{Attention, AttentionContext};
 use crate::model::config::{BlockKind, ModelConfig};
 use crate::model::init::Init;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
-use crate::model::position::Rotary;
 
 /// A block. `mlp_norm` is absent only in the shared-norm parallel layout (Phi-2).
 #[derive(Module, Debug)]
@@ -45,7 +44,7 @@ impl<B: Backend> Block<B> {
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
-        rotary: Option<&Rotary<B>>,
+        ctx: &AttentionContext<B>,
         score_bias: Option<Tensor<B, 4>>,
         keep_probs: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
@@ -57,7 +56,7 @@ impl<B: Backend> Block<B> {
             BlockKind::Pre => {
                 let (a, probs) = self.attn.forward(
                     self.attn_norm.forward(x.clone()),
-                    rotary,
+                    ctx,
                     score_bias,
                     keep_probs,
                 );
@@ -66,7 +65,7 @@ impl<B: Backend> Block<B> {
                 (h + self.dropout.forward(m), probs)
             }
             BlockKind::Post => {
-                let (a, probs) = self.attn.forward(x.clone(), rotary, score_bias, keep_probs);
+                let (a, probs) = self.attn.forward(x.clone(), ctx, score_bias, keep_probs);
                 let h = self.attn_norm.forward(x + self.dropout.forward(a));
                 let m = self.mlp.forward(h.clone());
                 (mlp_norm(h + self.dropout.forward(m)), probs)
@@ -74,7 +73,7 @@ impl<B: Backend> Block<B> {
             BlockKind::Parallel => {
                 let (a, probs) = self.attn.forward(
                     self.attn_norm.forward(x.clone()),
-                    rotary,
+                    ctx,
                     score_bias,
                     keep_probs,
                 );
@@ -83,7 +82,7 @@ impl<B: Backend> Block<B> {
             }
             BlockKind::ParallelShared => {
                 let h = self.attn_norm.forward(x.clone());
-                let (a, probs) = self.attn.forward(h.clone(), rotary, score_bias, keep_probs);
+                let (a, probs) = self.attn.forward(h.clone(), ctx, score_bias, keep_probs);
                 let m = self.mlp.forward(h);
                 (x + self.dropout.forward(a) + self.dropout.forward(m), probs)
             }

@@ -300,6 +300,12 @@ impl ModelConfig {
         self.n_kv_heads.unwrap_or(self.n_heads)
     }
 
+    /// The factor applied to q·k (`attn_scale`, default 1/√head_dim).
+    pub fn attention_scale(&self) -> f64 {
+        self.attn_scale
+            .unwrap_or(1.0 / (self.head_dim() as f64).sqrt())
+    }
+
     /// Per-head width.
     pub fn head_dim(&self) -> usize {
         self.head_dim.unwrap_or(self.d_model / self.n_heads.max(1))
@@ -343,7 +349,7 @@ impl ModelConfig {
                 return bad(field, "must be positive".into());
             }
         }
-        if self.head_dim.is_none() && self.d_model % self.n_heads != 0 {
+        if self.head_dim.is_none() && !self.d_model.is_multiple_of(self.n_heads) {
             return bad(
                 "n_heads",
                 format!(
@@ -353,7 +359,7 @@ impl ModelConfig {
             );
         }
         let kv = self.kv_heads();
-        if kv == 0 || self.n_heads % kv != 0 {
+        if kv == 0 || !self.n_heads.is_multiple_of(kv) {
             return bad(
                 "n_kv_heads",
                 format!(
@@ -363,7 +369,7 @@ impl ModelConfig {
             );
         }
         if self.position.is_rotary() {
-            if !(self.position.fraction > 0.0 && self.position.fraction <= 1.0) {
+            if !(0.0..=1.0).contains(&self.position.fraction) || self.position.fraction == 0.0 {
                 return bad("position.fraction", "must lie in (0, 1]".into());
             }
             if self.rotary_dim() < 2 {
@@ -388,7 +394,7 @@ impl ModelConfig {
         if self.sliding_window.is_some() && !self.is_causal() {
             return bad("sliding_window", "applies to decoders only".into());
         }
-        if !(self.norm_eps > 0.0) {
+        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
             return bad("norm_eps", "must be positive".into());
         }
         Ok(())

@@ -7,6 +7,7 @@ use burn::tensor::activation;
 
 use crate::model::config::{MlpKind, ModelConfig};
 use crate::model::init::Init;
+use crate::model::kernels;
 
 /// Feed-forward network of one block.
 #[derive(Module, Debug)]
@@ -25,7 +26,7 @@ pub struct Mlp<B: Backend> {
 /// Applies the activation of `kind` (the gate's, for gated kinds).
 pub fn activate<B: Backend, const D: usize>(kind: MlpKind, x: Tensor<B, D>) -> Tensor<B, D> {
     match kind {
-        MlpKind::Gelu | MlpKind::Geglu => activation::gelu(x),
+        MlpKind::Gelu | MlpKind::Geglu => kernels::gelu(x),
         MlpKind::GeluTanh | MlpKind::GegluTanh => activation::gelu_approximate(x),
         MlpKind::Relu => activation::relu(x),
         MlpKind::Swiglu => activation::silu(x),
@@ -46,12 +47,17 @@ impl<B: Backend> Mlp<B> {
         }
     }
 
-    /// `[B, T, d] → [B, T, d]`.
+    /// `[B, T, d] → [B, T, d]`, computed on `[B·T, d]` so each projection (and its
+    /// weight gradient) is one 2-D product rather than one per sequence.
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        let x = x.reshape([b * t, d]);
         let hidden = match &self.gate {
             Some(gate) => activate(self.kind, gate.forward(x.clone())) * self.up.forward(x),
             None => activate(self.kind, self.up.forward(x)),
         };
-        self.down.forward(hidden)
+        let y = self.down.forward(hidden);
+        let width = y.dims()[1];
+        y.reshape([b, t, width])
     }
 }

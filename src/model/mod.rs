@@ -6,6 +6,7 @@ pub mod attention;
 pub mod block;
 pub mod config;
 pub mod init;
+pub mod kernels;
 pub mod mlp;
 pub mod norm;
 pub mod params;

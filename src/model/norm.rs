@@ -11,6 +11,7 @@ use burn::prelude::*;
 
 use crate::model::config::NormKind;
 use crate::model::init::Init;
+use crate::model::kernels;
 
 /// A normalisation over the last dimension.
 #[derive(Module, Debug)]
@@ -38,25 +39,15 @@ impl<B: Backend> Norm<B> {
         }
     }
 
-    /// Normalises `x` `[B, T, d]`.
-    pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let x = match self.kind {
-            NormKind::Layer => {
-                let mean = x.clone().mean_dim(2);
-                let centered = x - mean;
-                let var = centered.clone().square().mean_dim(2);
-                centered / (var + self.eps).sqrt()
-            }
-            NormKind::Rms => {
-                let ms = x.clone().square().mean_dim(2);
-                x / (ms + self.eps).sqrt()
-            }
-        };
-        let x = x * self.weight.val().unsqueeze::<3>();
-        match &self.bias {
-            Some(b) => x + b.val().unsqueeze::<3>(),
-            None => x,
-        }
+    /// Normalises `x` (`[B, T, d]`, `[B·T, d]`, …) over its last dimension.
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        kernels::norm(
+            x,
+            self.weight.val(),
+            self.bias.as_ref().map(|b| b.val()),
+            self.kind == NormKind::Layer,
+            self.eps,
+        )
     }
 }
 

@@ -6,6 +6,7 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
 
+use crate::model::attention::AttentionContext;
 use crate::model::block::Block;
 use crate::model::config::ModelConfig;
 use crate::model::init::Init;
@@ -221,6 +222,7 @@ impl<B: Backend> Transformer<B> {
         let [_, t] = batch.ids.dims();
         let cfg = &self.config;
         let pos = self.position.context(cfg, t, &device);
+        let attn_ctx = AttentionContext::new(cfg, pos.rotary.as_ref(), &device);
 
         let mut x = self.embed.forward(batch.ids.clone());
         if let Some(scale) = cfg.embed_scale {
@@ -253,7 +255,7 @@ impl<B: Backend> Transformer<B> {
                 (Some(s), Some(a)) => Some(s + a),
                 (s, a) => s.or(a),
             };
-            let (out, probs) = block.forward(x, pos.rotary.as_ref(), bias, opts.attentions);
+            let (out, probs) = block.forward(x, &attn_ctx, bias, opts.attentions);
             x = out;
             attentions.extend(probs);
             if opts.residuals {
@@ -273,23 +275,27 @@ impl<B: Backend> Transformer<B> {
         }
     }
 
-    /// Hidden states after the final norm `[B, T, d]` → logits `[B, T, V]`.
-    pub fn head(&self, mut x: Tensor<B, 3>) -> Tensor<B, 3> {
+    /// Hidden states after the final norm `[B, T, d]` → logits `[B, T, V]`, computed
+    /// on `[B·T, d]` so each product (and its weight gradient) is a single 2-D one.
+    pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let [b, t, d] = x.dims();
+        let mut x = x.reshape([b * t, d]);
         if let Some(ht) = &self.head_transform {
             x = ht
                 .norm
                 .forward(activate(self.config.mlp, ht.dense.forward(x)));
         }
-        match &self.lm_head {
+        let logits = match &self.lm_head {
             Some(head) => head.forward(x),
             None => {
-                let w = self.embed.weight.val().transpose().unsqueeze::<3>();
-                let logits = x.matmul(w);
+                let logits = x.matmul(self.embed.weight.val().transpose());
                 match &self.lm_bias {
-                    Some(b) => logits + b.val().unsqueeze::<3>(),
+                    Some(b) => logits + b.val().unsqueeze::<2>(),
                     None => logits,
                 }
             }
-        }
+        };
+        let v = logits.dims()[1];
+        logits.reshape([b, t, v])
     }
 }

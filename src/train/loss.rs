@@ -2,8 +2,8 @@
 //! information: weighted mean token negative log-likelihood.
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 
+use crate::model::kernels;
 use crate::train::data::HostBatch;
 
 /// Device tensors of a [`HostBatch`].
@@ -34,13 +34,11 @@ impl<B: Backend> DeviceBatch<B> {
     }
 }
 
-/// Per-token negative log-likelihood `[B, T]` of `targets` under `logits` `[B, T, V]`.
+/// Per-token negative log-likelihood `[B, T]` of `targets` under `logits` `[B, T, V]`
+/// (`−log_softmax(logits)[target]`, fused on the CPU backend: see
+/// [`kernels::token_nll`]).
 pub fn token_nll<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
-    let [b, t, _] = logits.dims();
-    let logp = log_softmax(logits, 2);
-    logp.gather(2, targets.unsqueeze_dim::<3>(2))
-        .reshape([b, t])
-        .neg()
+    kernels::token_nll(logits, targets)
 }
 
 /// Σ w·nll / Σ w: next-token loss for decoders, masked-token loss for encoders.

@@ -10,7 +10,7 @@ use burn::prelude::*;
 
 use crate::model::config::{ModelConfig, PositionKind};
 use crate::model::init::Init;
-pub use rope::Rotary;
+pub use rope::{Rotary, RowRotation};
 
 /// Parameters owned by the position encoding: only the learned table has any.
 #[derive(Module, Debug)]

@@ -4,9 +4,12 @@
 //! interleaved), partial rotary, static NTK scaling and Hugging Face's `rope_scaling`
 //! rules, so that trained and imported models rotate through the same code.
 
+use std::sync::Arc;
+
 use burn::prelude::*;
 
 use crate::model::config::{PositionConfig, PositionKind, RopePairing, RopeScaling};
+use crate::model::kernels::{self, RotationTables};
 
 /// NTK-aware enlarged base: `base · s^(d / (d − 2))` for rotary dimension `d`.
 pub fn ntk_base(base: f64, factor: f64, rotary_dim: usize) -> f64 {
@@ -82,13 +85,63 @@ pub fn tables(pos: &PositionConfig, rotary_dim: usize, seq_len: usize) -> (Vec<f
     (cos, sin)
 }
 
-/// The rotation for one forward pass: tables on the device, shape `[1, 1, T, d_rot/2]`.
+/// The rotation for one forward pass: tables on the device, shape `[1, 1, T, d_rot/2]`,
+/// and on the host (for [`Rotary::rows`]).
 #[derive(Clone, Debug)]
 pub struct Rotary<B: Backend> {
     cos: Tensor<B, 4>,
     sin: Tensor<B, 4>,
+    host_cos: Vec<f32>,
+    host_sin: Vec<f32>,
+    seq_len: usize,
     rotary_dim: usize,
     pairing: RopePairing,
+}
+
+/// The same rotation for the projections' own layout, `[B·T, n·Dh]` (rows in
+/// (batch, position) order, heads side by side): `x·C + (x·P)·S`.
+///
+/// `P` is a fixed `Dh × Dh` matrix sending each rotated feature to its partner with
+/// the sign of the rotation (−x₂ to x₁'s place, x₁ to x₂'s), so one mechanism covers
+/// both pairings and partial rotary (pass-through features: C = 1, S = 0, P column 0).
+/// Every element-wise operation is then a contiguous tensor times one shared row,
+/// which backends do fast, instead of strided slices and concatenations of the last
+/// dimension. x·P is exact (one ±1 term per output), so the result equals
+/// [`Rotary::apply`] up to the optional `scale` folded into C and S.
+///
+/// On the CPU backend the same arithmetic runs as one fused pass (see
+/// [`kernels::rotate`]), reading the partner by index instead of through `P`.
+#[derive(Clone, Debug)]
+pub struct RowRotation<B: Backend> {
+    /// `[1, T·n·Dh]`.
+    cos: Tensor<B, 2>,
+    /// `[1, T·n·Dh]`.
+    sin: Tensor<B, 2>,
+    /// `[Dh, Dh]`.
+    pair: Tensor<B, 2>,
+    head_dim: usize,
+    tables: Arc<RotationTables>,
+}
+
+impl<B: Backend> RowRotation<B> {
+    /// Rotates `x` `[B·T, n·Dh]` (the output of a q or k projection).
+    pub fn apply(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        kernels::rotate(x, &self.tables, |x| self.apply_with_tensor_ops(x))
+    }
+
+    /// [`RowRotation::apply`] in burn operations, as on backends without the kernel.
+    pub fn apply_with_tensor_ops(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [rows, width] = x.dims();
+        let row_len = self.cos.dims()[1];
+        let seqs = rows * width / row_len;
+        let partner = x
+            .clone()
+            .reshape([rows * width / self.head_dim, self.head_dim])
+            .matmul(self.pair.clone())
+            .reshape([seqs, row_len]);
+        let out = x.reshape([seqs, row_len]) * self.cos.clone() + partner * self.sin.clone();
+        out.reshape([rows, width])
+    }
 }
 
 impl<B: Backend> Rotary<B> {
@@ -102,10 +155,84 @@ impl<B: Backend> Rotary<B> {
         let (cos, sin) = tables(pos, rotary_dim, seq_len);
         let shape = [1, 1, seq_len, rotary_dim / 2];
         Self {
-            cos: Tensor::from_data(TensorData::new(cos, shape), device),
-            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            cos: Tensor::from_data(TensorData::new(cos.clone(), shape), device),
+            sin: Tensor::from_data(TensorData::new(sin.clone(), shape), device),
+            host_cos: cos,
+            host_sin: sin,
+            seq_len,
             rotary_dim,
             pairing: pos.pairing,
+        }
+    }
+
+    /// This rotation for `n_heads` heads of width `head_dim` in the projection layout
+    /// (see [`RowRotation`]), with `scale` folded into the tables (the attention score
+    /// scale for q, 1 for k).
+    pub fn rows(
+        &self,
+        n_heads: usize,
+        head_dim: usize,
+        scale: f64,
+        device: &B::Device,
+    ) -> RowRotation<B> {
+        let (r, half) = (self.rotary_dim, self.rotary_dim / 2);
+        // Which frequency feature j of a head uses (None: passes through), and the
+        // partner whose value, with sign, lands on j.
+        let freq = |j: usize| -> Option<usize> {
+            (j < r).then(|| match self.pairing {
+                RopePairing::Half => j % half,
+                RopePairing::Interleaved => j / 2,
+            })
+        };
+        let row = n_heads * head_dim;
+        let mut cos = vec![0f32; self.seq_len * row];
+        let mut sin = vec![0f32; self.seq_len * row];
+        for t in 0..self.seq_len {
+            for h in 0..n_heads {
+                for j in 0..head_dim {
+                    let at = t * row + h * head_dim + j;
+                    let (c, s) = match freq(j) {
+                        Some(i) => (
+                            self.host_cos[t * half + i] as f64,
+                            self.host_sin[t * half + i] as f64,
+                        ),
+                        None => (1.0, 0.0),
+                    };
+                    cos[at] = (c * scale) as f32;
+                    sin[at] = (s * scale) as f32;
+                }
+            }
+        }
+        // Feature j's partner within its head and the sign of the rotation there
+        // (pass-through features are their own partner, with sin = 0).
+        let partner_of = |j: usize| -> (usize, f32) {
+            match self.pairing {
+                _ if j >= r => (j, 0.0),
+                RopePairing::Half if j < half => (j + half, -1.0),
+                RopePairing::Half => (j - half, 1.0),
+                RopePairing::Interleaved if j % 2 == 0 => (j + 1, -1.0),
+                RopePairing::Interleaved => (j - 1, 1.0),
+            }
+        };
+        // pair[i][j]: coefficient of x_i in the partner feature at j.
+        let mut pair = vec![0f32; head_dim * head_dim];
+        for j in 0..head_dim {
+            let (from, sign) = partner_of(j);
+            pair[from * head_dim + j] = sign;
+        }
+        let partner: Vec<usize> = (0..row)
+            .map(|i| i - i % head_dim + partner_of(i % head_dim).0)
+            .collect();
+        let signed: Vec<f32> = (0..self.seq_len * row)
+            .map(|k| sin[k] * partner_of(k % row % head_dim).1)
+            .collect();
+        let tables = Arc::new(RotationTables::new(cos.clone(), signed, &partner));
+        RowRotation {
+            cos: Tensor::from_data(TensorData::new(cos, [1, self.seq_len * row]), device),
+            sin: Tensor::from_data(TensorData::new(sin, [1, self.seq_len * row]), device),
+            pair: Tensor::from_data(TensorData::new(pair, [head_dim, head_dim]), device),
+            head_dim,
+            tables,
         }
     }
 
@@ -231,6 +358,53 @@ mod tests {
         }
         // Position 0 is the identity.
         assert_eq!(&x[..4], &y[..4]);
+    }
+
+    #[test]
+    fn row_rotation_matches_the_per_head_rotation() {
+        let dev = Default::default();
+        let (b, t, h, dh) = (2, 5, 3, 8);
+        for (pairing, rotary_dim) in [
+            (RopePairing::Half, 8),
+            (RopePairing::Interleaved, 8),
+            (RopePairing::Half, 4),
+            (RopePairing::Interleaved, 6),
+        ] {
+            let pos = PositionConfig {
+                pairing,
+                ..Default::default()
+            };
+            let rot = Rotary::<B>::new(&pos, rotary_dim, t, &dev);
+            let x: Vec<f32> = (0..b * t * h * dh)
+                .map(|i| ((i * 37 % 23) as f32 - 11.0) * 0.1)
+                .collect();
+            let rows = Tensor::<B, 2>::from_data(TensorData::new(x, [b * t, h * dh]), &dev);
+            let heads = rows.clone().reshape([b, t, h, dh]).swap_dims(1, 2);
+            let expected = rot.apply(heads).swap_dims(1, 2).reshape([b * t, h * dh]);
+            let row_rot = rot.rows(h, dh, 0.5, &dev);
+            let expected = expected * 0.5;
+            for got in [
+                row_rot.apply(rows.clone()),
+                row_rot.apply_with_tensor_ops(rows.clone()),
+            ] {
+                let diff = (got - expected.clone()).abs().max().into_scalar();
+                assert!(diff < 1e-6, "{pairing:?} {rotary_dim}: {diff}");
+            }
+            // Gradients agree between the kernel and the tensor operations.
+            type A = burn::backend::Autodiff<B>;
+            let x = Tensor::<A, 2>::from_data(rows.into_data(), &dev).require_grad();
+            let w = Tensor::<A, 2>::from_data(expected.into_data(), &dev);
+            let row_rot = Rotary::<A>::new(&pos, rotary_dim, t, &dev).rows(h, dh, 0.5, &dev);
+            let g1 = (row_rot.apply(x.clone()) * w.clone()).sum().backward();
+            let g2 = (row_rot.apply_with_tensor_ops(x.clone()) * w)
+                .sum()
+                .backward();
+            let diff = (x.grad(&g1).unwrap() - x.grad(&g2).unwrap())
+                .abs()
+                .max()
+                .into_scalar();
+            assert!(diff < 1e-6, "{pairing:?} {rotary_dim}: gradient {diff}");
+        }
     }
 
     #[test]
