@@ -125,14 +125,14 @@ impl Corpus {
         resolve: impl Fn(&Path) -> std::path::PathBuf,
     ) -> Result<Self> {
         let train_path = resolve(&cfg.train);
-        let text = read_corpus(&train_path, &cfg.text_field)?;
-        let (train, heldout) = match &cfg.heldout {
-            Some(h) => (
-                bytes::encode(&text),
+        let (train, heldout) = match (&cfg.synthetic, &cfg.heldout) {
+            (Some(task), _) => task.streams(),
+            (None, Some(h)) => (
+                bytes::encode(&read_corpus(&train_path, &cfg.text_field)?),
                 bytes::encode(&read_corpus(&resolve(h), &cfg.text_field)?),
             ),
-            None => {
-                let mut all = bytes::encode(&text);
+            (None, None) => {
+                let mut all = bytes::encode(&read_corpus(&train_path, &cfg.text_field)?);
                 let cut = ((all.len() as f64) * (1.0 - cfg.heldout_fraction)) as usize;
                 let held = all.split_off(cut);
                 (all, held)

@@ -6,6 +6,7 @@ pub mod grads;
 pub mod loss;
 pub mod recipe;
 pub mod schedule;
+pub mod synthetic;
 pub mod trainer;
 
 pub use recipe::{Recipe, Run};

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
+use crate::train::synthetic::SyntheticConfig;
 
 /// Where the model runs.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +43,8 @@ pub struct DataConfig {
     pub bos: bool,
     /// Share of tokens masked for the masked-LM loss of encoders.
     pub mask_prob: f64,
+    /// A generated task in place of `train` and `heldout` (`[data.synthetic]`).
+    pub synthetic: Option<SyntheticConfig>,
 }
 
 impl Default for DataConfig {
@@ -54,6 +57,7 @@ impl Default for DataConfig {
             seq_len: 64,
             bos: false,
             mask_prob: 0.15,
+            synthetic: None,
         }
     }
 }
@@ -281,6 +285,17 @@ impl Recipe {
         }
         if !(self.data.mask_prob > 0.0 && self.data.mask_prob < 1.0) {
             return bad("data.mask_prob", "must lie in (0, 1)");
+        }
+        if let Some(task) = &self.data.synthetic {
+            if let Err((field, why)) = task.check() {
+                return bad(&format!("data.synthetic.{field}"), &why);
+            }
+            if task.train_tokens.min(task.heldout_tokens) <= self.data.seq_len {
+                return bad(
+                    "data.synthetic",
+                    "train_tokens and heldout_tokens must exceed data.seq_len",
+                );
+            }
         }
         if !(self.data.heldout_fraction > 0.0 && self.data.heldout_fraction < 1.0) {
             return bad("data.heldout_fraction", "must lie in (0, 1)");
