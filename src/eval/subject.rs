@@ -19,8 +19,8 @@ pub enum SubjectTokenizer {
         /// Prepend the BOS token.
         bos: bool,
     },
-    /// A pretrained model's tokenizer.
-    Text(TextTokenizer),
+    /// A pretrained model's tokenizer (boxed: it is large, the byte tokenizer is a flag).
+    Text(Box<TextTokenizer>),
 }
 
 /// A model with its tokenizer and a name for reports.
@@ -65,7 +65,7 @@ impl<B: Backend> Subject<B> {
         let imported = crate::import::load::<B>(arg, device)?;
         Ok(Self {
             model: imported.model,
-            tokenizer: SubjectTokenizer::Text(imported.tokenizer),
+            tokenizer: SubjectTokenizer::Text(Box::new(imported.tokenizer)),
             family: imported.family,
             source: imported.source.display().to_string(),
         })

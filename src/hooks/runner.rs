@@ -190,7 +190,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
             *f += l;
         }
         self.fisher_steps += 1;
-        if info.step % self.log_every == 0 || info.step == self.total_steps {
+        if info.step.is_multiple_of(self.log_every) || info.step == self.total_steps {
             let scalars = vec![
                 ("train/loss".to_string(), info.loss),
                 ("train/lr".to_string(), info.lr),

@@ -27,8 +27,8 @@ impl HookSchedule {
         }
         match *self {
             Self::LogSpaced => step.is_power_of_two(),
-            Self::Checkpoint => checkpoint_every > 0 && step % checkpoint_every == 0,
-            Self::Every(n) => step % n == 0,
+            Self::Checkpoint => checkpoint_every > 0 && step.is_multiple_of(checkpoint_every),
+            Self::Every(n) => step.is_multiple_of(n),
         }
     }
 }

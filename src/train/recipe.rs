@@ -271,7 +271,7 @@ impl Recipe {
         if t.batch_size == 0 {
             return bad("train.batch_size", "must be positive");
         }
-        if !(t.lr > 0.0) {
+        if t.lr.is_nan() || t.lr <= 0.0 {
             return bad("train.lr", "must be positive");
         }
         if t.min_lr < 0.0 || t.min_lr > t.lr {
@@ -311,11 +311,14 @@ impl Recipe {
     }
 }
 
+/// `(dotted key, value)` pairs set on one run of a sweep.
+type Overrides = Vec<(String, toml::Value)>;
+
 impl Sweep {
     /// (run name, overrides) for each run; one unnamed run without overrides when
     /// the recipe has no sweep.
-    fn expand(&self) -> Vec<(Option<String>, Vec<(String, toml::Value)>)> {
-        let mut combos: Vec<(Vec<String>, Vec<(String, toml::Value)>)> = vec![(vec![], vec![])];
+    fn expand(&self) -> Vec<(Option<String>, Overrides)> {
+        let mut combos: Vec<(Vec<String>, Overrides)> = vec![(vec![], vec![])];
         for (key, values) in &self.axes {
             combos = combos
                 .into_iter()

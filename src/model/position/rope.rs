@@ -210,7 +210,7 @@ impl<B: Backend> Rotary<B> {
                 _ if j >= r => (j, 0.0),
                 RopePairing::Half if j < half => (j + half, -1.0),
                 RopePairing::Half => (j - half, 1.0),
-                RopePairing::Interleaved if j % 2 == 0 => (j + 1, -1.0),
+                RopePairing::Interleaved if j.is_multiple_of(2) => (j + 1, -1.0),
                 RopePairing::Interleaved => (j - 1, 1.0),
             }
         };
