@@ -41,7 +41,7 @@ pub struct AblateArgs {
 pub fn run(args: &AblateArgs) -> anyhow::Result<()> {
     let device = Default::default();
     let subject = Subject::<Flex>::load(&args.model, &device)?;
-    let texts = args.input.texts()?;
+    let texts = args.input.texts(&subject.probe_texts)?;
     let encoded = args.input.encode(&subject, &texts)?;
     let cfg = &subject.model.config;
     let batches = encoded

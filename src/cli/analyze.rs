@@ -78,7 +78,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     if let Some(c) = subject.caveat() {
         eprintln!("note: {c}");
     }
-    let texts = args.input.texts()?;
+    let texts = args.input.texts(&subject.probe_texts)?;
     let encoded = args.input.encode(&subject, &texts)?;
     let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
     let inner = subject.model.valid();

@@ -1,5 +1,6 @@
 //! The texts `analyze` and `ablate` run on: given on the command line, read from a
-//! file (one per paragraph), or three public-domain passages by default.
+//! file (one per paragraph), or by default the run's own probe windows for a sinkscope
+//! checkpoint and three public-domain passages for anything else.
 
 use std::path::PathBuf;
 
@@ -20,7 +21,8 @@ const DEFAULT_TEXTS: [&str; 3] = [
 /// Where the input texts come from.
 #[derive(Args, Debug, Clone)]
 pub struct TextArgs {
-    /// Text to run on (repeatable). Default: three public-domain passages.
+    /// Text to run on (repeatable). Default: a checkpoint's own probe windows, else
+    /// three public-domain passages.
     #[arg(long = "text", value_name = "TEXT")]
     pub texts: Vec<String>,
     /// File of texts, one per paragraph (blank-line separated), UTF-8.
@@ -32,8 +34,8 @@ pub struct TextArgs {
 }
 
 impl TextArgs {
-    /// The texts, in order.
-    pub fn texts(&self) -> anyhow::Result<Vec<String>> {
+    /// The texts, in order; `fallback` (a run's probe windows) when none is given.
+    pub fn texts(&self, fallback: &[String]) -> anyhow::Result<Vec<String>> {
         let mut out = self.texts.clone();
         if let Some(f) = &self.text_file {
             let text = read_text_file(f)?;
@@ -43,6 +45,9 @@ impl TextArgs {
                     .filter(|p| !p.is_empty())
                     .map(String::from),
             );
+        }
+        if out.is_empty() {
+            out = fallback.to_vec();
         }
         if out.is_empty() {
             out = DEFAULT_TEXTS.iter().map(|s| s.to_string()).collect();

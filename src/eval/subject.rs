@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::import::tokenizer::{Encoded, TextTokenizer};
 use crate::model::Transformer;
 use crate::train::checkpoint;
-use crate::train::data::bytes;
+use crate::train::data::{bytes, Corpus};
+use crate::train::Recipe;
 
 /// How a subject turns text into ids.
 pub enum SubjectTokenizer {
@@ -33,6 +34,10 @@ pub struct Subject<B: Backend> {
     pub family: String,
     /// Where it was loaded from.
     pub source: String,
+    /// For a sinkscope checkpoint, the run's own probe windows (held-out text or
+    /// synthetic task), the default input of `analyze` and `ablate`: a model trained
+    /// on a synthetic task is only meaningful on that task. Empty for imported models.
+    pub probe_texts: Vec<String>,
 }
 
 impl<B: Backend> Subject<B> {
@@ -53,6 +58,7 @@ impl<B: Backend> Subject<B> {
         };
         if let Some(dir) = checkpoint_dir {
             let (model, meta) = checkpoint::load_model::<B>(&dir, device)?;
+            let probe_texts = run_probe_texts(&meta.recipe);
             return Ok(Self {
                 model,
                 tokenizer: SubjectTokenizer::Bytes {
@@ -60,6 +66,7 @@ impl<B: Backend> Subject<B> {
                 },
                 family: "sinkscope".into(),
                 source: dir.display().to_string(),
+                probe_texts,
             });
         }
         let imported = crate::import::load::<B>(arg, device)?;
@@ -68,6 +75,7 @@ impl<B: Backend> Subject<B> {
             tokenizer: SubjectTokenizer::Text(Box::new(imported.tokenizer)),
             family: imported.family,
             source: imported.source.display().to_string(),
+            probe_texts: Vec::new(),
         })
     }
 
@@ -134,6 +142,29 @@ impl<B: Backend> Subject<B> {
         match &self.tokenizer {
             SubjectTokenizer::Text(t) => t.caveat(),
             SubjectTokenizer::Bytes { .. } => None,
+        }
+    }
+}
+
+/// The probe windows the run's hooks analysed, as text (BOS left to the tokenizer);
+/// empty, with a warning, when the run's data can no longer be read.
+fn run_probe_texts(recipe: &Recipe) -> Vec<String> {
+    match Corpus::load(&recipe.data, recipe.model.is_causal(), |p| p.to_path_buf()) {
+        Ok(corpus) => corpus
+            .probe_inputs(recipe.hooks.probes.max(1))
+            .into_iter()
+            .map(|ids| {
+                let bytes: Vec<u8> = ids
+                    .into_iter()
+                    .filter(|&t| t < 256)
+                    .map(|t| t as u8)
+                    .collect();
+                String::from_utf8_lossy(&bytes).into_owned()
+            })
+            .collect(),
+        Err(e) => {
+            tracing::warn!("the run's data cannot be read ({e}); using the default texts");
+            Vec::new()
         }
     }
 }

@@ -288,6 +288,9 @@ fn ablate_and_analyze_load_a_checkpoint() {
     let mut hooks = HookRunner::<Autodiff<Flex>>::new(&r.hooks, &r, dir.path(), &dev).unwrap();
     train::<Autodiff<Flex>>(&r, dir.path(), false, &dev, &mut hooks).unwrap();
     let subject = Subject::<Flex>::load(dir.path().to_str().unwrap(), &dev).unwrap();
+    // Without texts, a checkpoint is run on its own probe windows (held-out text).
+    assert_eq!(subject.probe_texts.len(), r.hooks.probes);
+    assert!(subject.probe_texts.iter().all(|t| t.len() == r.data.seq_len - 1));
     let enc = subject.encode("In the beginning").unwrap();
     assert_eq!(enc.tokens[0], "<bos>");
     assert_eq!(enc.ids.len(), 17);
@@ -315,4 +318,8 @@ fn ablate_and_analyze_load_a_checkpoint() {
         "{stdout}"
     );
     assert!(Path::new(&dir.path().join("checkpoints")).is_dir());
+    let (code, stdout, err) = sinkscope(&["ablate", dir.path().to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let probes = format!("over {} texts", r.hooks.probes);
+    assert!(stdout.contains(&probes), "{stdout}");
 }
