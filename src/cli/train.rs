@@ -25,6 +25,9 @@ pub struct TrainArgs {
     /// Override a recipe field, e.g. --set train.steps=500 --set model.position.kind=alibi.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+    /// Train only these runs of a sweep (repeatable), e.g. --only rope.
+    #[arg(long = "only", value_name = "RUN")]
+    pub only: Vec<String>,
 }
 
 /// Trains one run on backend `B` with the recipe's hooks logging into `out`.
@@ -57,7 +60,22 @@ fn run_one(run: &Run, out: &Path, resume: bool) -> anyhow::Result<TrainOutcome> 
 
 /// Trains every run of the recipe, one after another.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let runs = Recipe::load(&args.recipe, &args.set)?;
+    let mut runs = Recipe::load(&args.recipe, &args.set)?;
+    if !args.only.is_empty() {
+        let names: Vec<&str> = runs.iter().filter_map(|r| r.name.as_deref()).collect();
+        if let Some(unknown) = args.only.iter().find(|o| !names.contains(&o.as_str())) {
+            anyhow::bail!(
+                "{}: --only {unknown}: no such run (the recipe's runs: {})",
+                args.recipe.display(),
+                if names.is_empty() {
+                    "none, it has no sweep".to_string()
+                } else {
+                    names.join(", ")
+                }
+            );
+        }
+        runs.retain(|r| r.name.as_ref().is_some_and(|n| args.only.contains(n)));
+    }
     for (i, run) in runs.iter().enumerate() {
         let base = args.out.clone().unwrap_or_else(|| run.recipe.out_dir());
         let out = match &run.name {

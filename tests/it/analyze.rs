@@ -290,7 +290,10 @@ fn ablate_and_analyze_load_a_checkpoint() {
     let subject = Subject::<Flex>::load(dir.path().to_str().unwrap(), &dev).unwrap();
     // Without texts, a checkpoint is run on its own probe windows (held-out text).
     assert_eq!(subject.probe_texts.len(), r.hooks.probes);
-    assert!(subject.probe_texts.iter().all(|t| t.len() == r.data.seq_len - 1));
+    assert!(subject
+        .probe_texts
+        .iter()
+        .all(|t| t.len() == r.data.seq_len - 1));
     let enc = subject.encode("In the beginning").unwrap();
     assert_eq!(enc.tokens[0], "<bos>");
     assert_eq!(enc.ids.len(), 17);
