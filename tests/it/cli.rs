@@ -33,6 +33,10 @@ fn bad_recipes_and_data_are_named() {
         ("[model.position]\nkind = \"rotary\"\n", vec!["bad.toml", "model.position.kind", "rotary"]),
         ("[model]\nn_heads = 3\n", vec!["n_heads", "d_model"]),
         (
+            "[model]\nd_model = 32\n[data.synthetic]\nvocab = 500\n",
+            vec!["bad.toml", "data.synthetic.vocab"],
+        ),
+        (
             "[model]\nd_model = 32\n[data]\ntrain = \"/nonexistent/corpus.txt\"\nheldout = \"/nonexistent/h.txt\"\n",
             vec!["/nonexistent/corpus.txt", "cannot read"],
         ),
@@ -54,6 +58,20 @@ fn bad_recipes_and_data_are_named() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("stepz"), "{err}");
+    // --only names a run the sweep does not have: the error lists the ones it has.
+    let (code, err) = sinkscope(&[
+        "train",
+        "recipes/pe-swap.toml",
+        "--only",
+        "rotary",
+        "--out",
+        &out,
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("rotary") && err.contains("ntk-rope, learned"),
+        "{err}"
+    );
     let (code, err) = sinkscope(&["train", "/nonexistent/recipe.toml"]);
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/recipe.toml"), "{err}");

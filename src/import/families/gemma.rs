@@ -4,7 +4,7 @@
 //! and a GELU-tanh gated MLP. Tied embeddings, often multi-query attention, and a head_dim
 //! set apart from d / heads.
 
-use crate::import::families::llama::PROJECTIONS;
+use crate::import::families::llama::{ATTENTION_QKV, PROJECTIONS};
 use crate::import::families::{rule, Family, How, Rule, Table};
 use crate::import::hf_config::{mlp_kind, rotary_fraction, FieldError, HfConfig};
 use crate::model::{Arch, BlockKind, ModelConfig, NormKind, PositionConfig, PositionKind};
@@ -34,7 +34,7 @@ const NORMS: &[Rule] = &[
 
 /// Ignorable: `rotary_emb.inv_freq`, a cached frequency buffer.
 static TABLE: Table = Table {
-    rules: &[PROJECTIONS, NORMS],
+    rules: &[ATTENTION_QKV, PROJECTIONS, NORMS],
     body_prefix: "model.",
     aliases: &[],
     ignored: &["rotary_emb.inv_freq"],

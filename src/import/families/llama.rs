@@ -18,9 +18,9 @@ pub const FAMILY: Family = Family {
     table,
 };
 
-/// Embeddings, attention and MLP projections, shared with Gemma.
-pub const PROJECTIONS: &[Rule] = &[
-    rule("embed.weight", "model.embed_tokens.weight", How::Copy),
+/// Query, key and value projections (weights and optional biases) under Hugging
+/// Face's `self_attn.{q,k,v}_proj` names, shared with Gemma and Phi.
+pub const ATTENTION_QKV: &[Rule] = &[
     rule(
         "blocks.{i}.attn.q.weight",
         "model.layers.{i}.self_attn.q_proj.weight",
@@ -51,6 +51,11 @@ pub const PROJECTIONS: &[Rule] = &[
         "model.layers.{i}.self_attn.v_proj.bias",
         How::Copy,
     ),
+];
+
+/// Embeddings, attention output and MLP projections, shared with Gemma.
+pub const PROJECTIONS: &[Rule] = &[
+    rule("embed.weight", "model.embed_tokens.weight", How::Copy),
     rule(
         "blocks.{i}.attn.o.weight",
         "model.layers.{i}.self_attn.o_proj.weight",
@@ -110,7 +115,7 @@ const NORMS_AND_HEAD: &[Rule] = &[
 
 /// Ignorable: `rotary_emb.inv_freq` is a cached frequency buffer older checkpoints saved.
 static TABLE: Table = Table {
-    rules: &[PROJECTIONS, NORMS_AND_HEAD],
+    rules: &[ATTENTION_QKV, PROJECTIONS, NORMS_AND_HEAD],
     body_prefix: "model.",
     aliases: &[],
     ignored: &["rotary_emb.inv_freq"],

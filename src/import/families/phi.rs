@@ -3,6 +3,7 @@
 //! 0.4 in Phi-2, counted as `int(head_dim · factor)` dimensions), GELU-tanh MLP, biases on
 //! every projection including the untied `lm_head`.
 
+use crate::import::families::llama::ATTENTION_QKV;
 use crate::import::families::{rule, Family, How, Rule, Table};
 use crate::import::hf_config::{field_error, mlp_kind, rotary_fraction, FieldError, HfConfig};
 use crate::model::{Arch, BlockKind, ModelConfig, NormKind, PositionConfig, PositionKind};
@@ -25,36 +26,6 @@ const RULES: &[Rule] = &[
     rule(
         "blocks.{i}.attn_norm.bias",
         "model.layers.{i}.input_layernorm.bias",
-        How::Copy,
-    ),
-    rule(
-        "blocks.{i}.attn.q.weight",
-        "model.layers.{i}.self_attn.q_proj.weight",
-        How::Linear,
-    ),
-    rule(
-        "blocks.{i}.attn.q.bias",
-        "model.layers.{i}.self_attn.q_proj.bias",
-        How::Copy,
-    ),
-    rule(
-        "blocks.{i}.attn.k.weight",
-        "model.layers.{i}.self_attn.k_proj.weight",
-        How::Linear,
-    ),
-    rule(
-        "blocks.{i}.attn.k.bias",
-        "model.layers.{i}.self_attn.k_proj.bias",
-        How::Copy,
-    ),
-    rule(
-        "blocks.{i}.attn.v.weight",
-        "model.layers.{i}.self_attn.v_proj.weight",
-        How::Linear,
-    ),
-    rule(
-        "blocks.{i}.attn.v.bias",
-        "model.layers.{i}.self_attn.v_proj.bias",
         How::Copy,
     ),
     rule(
@@ -99,7 +70,7 @@ const RULES: &[Rule] = &[
 
 /// Ignorable: `rotary_emb.inv_freq`, a cached frequency buffer.
 static TABLE: Table = Table {
-    rules: &[RULES],
+    rules: &[ATTENTION_QKV, RULES],
     body_prefix: "model.",
     aliases: &[],
     ignored: &["rotary_emb.inv_freq"],
