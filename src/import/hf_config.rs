@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::import::error::{ImportError, ImportErrorKind};
 use crate::import::json::read_json;
 use crate::model::config::RopeScaling;
-use crate::model::MlpKind;
+use crate::model::{Arch, MlpKind, ModelConfig, PositionConfig, PositionKind};
 
 /// The rotary dict of `rope_scaling` (legacy) or `rope_parameters` (transformers 5).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -158,6 +158,37 @@ pub struct Rope {
 }
 
 impl HfConfig {
+    /// What every rotary decoder family (Llama, Mistral, Qwen2, Gemma, Phi) reads the
+    /// same way: sizes, grouped-query heads, the norm epsilon and RoPE with its scaling,
+    /// `default_fraction` being the rotary share when the config names none. Each
+    /// family sets its switches (norm, block layout, MLP, biases, ties) over this.
+    pub fn rotary_decoder(&self, default_fraction: f64) -> Result<ModelConfig, FieldError> {
+        let (d, heads) = (self.d_model()?, self.n_heads()?);
+        let head_dim = self.head_dim.unwrap_or(d / heads.max(1));
+        let rope = self.rope(10_000.0)?;
+        Ok(ModelConfig {
+            arch: Arch::Decoder,
+            vocab_size: self.vocab_size()?,
+            d_model: d,
+            n_layers: self.n_layers()?,
+            n_heads: heads,
+            n_kv_heads: Some(self.num_key_value_heads.unwrap_or(heads)),
+            head_dim: self.head_dim,
+            d_ff: self.d_ff()?,
+            max_seq_len: self.max_positions()?,
+            position: PositionConfig {
+                kind: PositionKind::Rope,
+                base: rope.base,
+                fraction: rotary_fraction(head_dim, rope.fraction.unwrap_or(default_fraction)),
+                scaling: rope.scaling,
+                ..PositionConfig::default()
+            },
+            norm_eps: self.norm_eps()?,
+            final_norm: true,
+            ..ModelConfig::default()
+        })
+    }
+
     /// Reads `config.json`.
     pub fn read(path: &Path) -> Result<Self, ImportError> {
         read_json(path)

@@ -6,8 +6,8 @@
 
 use crate::import::families::llama::{ATTENTION_QKV, PROJECTIONS};
 use crate::import::families::{rule, Family, How, Rule, Table};
-use crate::import::hf_config::{mlp_kind, rotary_fraction, FieldError, HfConfig};
-use crate::model::{Arch, BlockKind, ModelConfig, NormKind, PositionConfig, PositionKind};
+use crate::import::hf_config::{mlp_kind, FieldError, HfConfig};
+use crate::model::{BlockKind, ModelConfig, NormKind};
 
 /// The family.
 pub const FAMILY: Family = Family {
@@ -46,9 +46,6 @@ fn table(_: &HfConfig) -> &'static Table {
 }
 
 fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
-    let (d, heads) = (hf.d_model()?, hf.n_heads()?);
-    let head_dim = hf.head_dim.unwrap_or(d / heads.max(1));
-    let rope = hf.rope(10_000.0)?;
     let bias = hf.attention_bias.unwrap_or(false);
     // transformers reads `hidden_activation` and ignores the legacy `hidden_act` ("gelu" in
     // the original configs, run as the tanh approximation).
@@ -56,32 +53,15 @@ fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
         .hidden_activation
         .as_deref()
         .unwrap_or("gelu_pytorch_tanh");
+    let base = hf.rotary_decoder(1.0)?;
     Ok(ModelConfig {
-        arch: Arch::Decoder,
-        vocab_size: hf.vocab_size()?,
-        d_model: d,
-        n_layers: hf.n_layers()?,
-        n_heads: heads,
-        n_kv_heads: Some(hf.num_key_value_heads.unwrap_or(heads)),
-        head_dim: Some(head_dim),
-        d_ff: hf.d_ff()?,
-        max_seq_len: hf.max_positions()?,
-        position: PositionConfig {
-            kind: PositionKind::Rope,
-            base: rope.base,
-            fraction: rotary_fraction(head_dim, rope.fraction.unwrap_or(1.0)),
-            scaling: rope.scaling,
-            ..PositionConfig::default()
-        },
         norm: NormKind::Rms,
-        norm_eps: hf.norm_eps()?,
         block: BlockKind::Pre,
         mlp: mlp_kind(act, true)?,
         qkv_bias: bias,
         out_bias: bias,
         tie_embeddings: hf.tie_word_embeddings.unwrap_or(true),
-        embed_scale: Some((d as f64).sqrt()),
-        final_norm: true,
-        ..ModelConfig::default()
+        embed_scale: Some((base.d_model as f64).sqrt()),
+        ..base
     })
 }

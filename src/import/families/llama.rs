@@ -7,8 +7,8 @@
 //! `sliding_window`. Gemma shares the projection rules ([`PROJECTIONS`]).
 
 use crate::import::families::{rule, Family, How, Rule, Table};
-use crate::import::hf_config::{field_error, mlp_kind, rotary_fraction, FieldError, HfConfig};
-use crate::model::{Arch, BlockKind, ModelConfig, NormKind, PositionConfig, PositionKind};
+use crate::import::hf_config::{field_error, mlp_kind, FieldError, HfConfig};
+use crate::model::{BlockKind, ModelConfig, NormKind};
 
 /// The family.
 pub const FAMILY: Family = Family {
@@ -152,29 +152,9 @@ fn sliding_window(hf: &HfConfig, qwen2: bool) -> Result<Option<usize>, FieldErro
 
 fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
     let qwen2 = hf.model_type.as_deref() == Some("qwen2");
-    let (d, heads) = (hf.d_model()?, hf.n_heads()?);
-    let head_dim = hf.head_dim.unwrap_or(d / heads.max(1));
-    let rope = hf.rope(10_000.0)?;
     let bias = hf.attention_bias.unwrap_or(false);
     Ok(ModelConfig {
-        arch: Arch::Decoder,
-        vocab_size: hf.vocab_size()?,
-        d_model: d,
-        n_layers: hf.n_layers()?,
-        n_heads: heads,
-        n_kv_heads: Some(hf.num_key_value_heads.unwrap_or(heads)),
-        head_dim: hf.head_dim,
-        d_ff: hf.d_ff()?,
-        max_seq_len: hf.max_positions()?,
-        position: PositionConfig {
-            kind: PositionKind::Rope,
-            base: rope.base,
-            fraction: rotary_fraction(head_dim, rope.fraction.unwrap_or(1.0)),
-            scaling: rope.scaling,
-            ..PositionConfig::default()
-        },
         norm: NormKind::Rms,
-        norm_eps: hf.norm_eps()?,
         block: BlockKind::Pre,
         mlp: mlp_kind(hf.activation().unwrap_or("silu"), true)?,
         qkv_bias: qwen2 || bias,
@@ -182,8 +162,7 @@ fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
         mlp_bias: hf.mlp_bias.unwrap_or(false),
         lm_head_bias: false,
         tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
-        final_norm: true,
         sliding_window: sliding_window(hf, qwen2)?,
-        ..ModelConfig::default()
+        ..hf.rotary_decoder(1.0)?
     })
 }

@@ -5,8 +5,8 @@
 
 use crate::import::families::llama::ATTENTION_QKV;
 use crate::import::families::{rule, Family, How, Rule, Table};
-use crate::import::hf_config::{field_error, mlp_kind, rotary_fraction, FieldError, HfConfig};
-use crate::model::{Arch, BlockKind, ModelConfig, NormKind, PositionConfig, PositionKind};
+use crate::import::hf_config::{field_error, mlp_kind, FieldError, HfConfig};
+use crate::model::{BlockKind, ModelConfig, NormKind};
 
 /// The family.
 pub const FAMILY: Family = Family {
@@ -88,27 +88,8 @@ fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
             "LayerNorm on q and k is not supported",
         ));
     }
-    let (d, heads) = (hf.d_model()?, hf.n_heads()?);
-    let head_dim = d / heads.max(1);
-    let rope = hf.rope(10_000.0)?;
     Ok(ModelConfig {
-        arch: Arch::Decoder,
-        vocab_size: hf.vocab_size()?,
-        d_model: d,
-        n_layers: hf.n_layers()?,
-        n_heads: heads,
-        n_kv_heads: Some(hf.num_key_value_heads.unwrap_or(heads)),
-        d_ff: hf.d_ff()?,
-        max_seq_len: hf.max_positions()?,
-        position: PositionConfig {
-            kind: PositionKind::Rope,
-            base: rope.base,
-            fraction: rotary_fraction(head_dim, rope.fraction.unwrap_or(0.5)),
-            scaling: rope.scaling,
-            ..PositionConfig::default()
-        },
         norm: NormKind::Layer,
-        norm_eps: hf.norm_eps()?,
         block: BlockKind::ParallelShared,
         mlp: mlp_kind(hf.activation().unwrap_or("gelu_new"), false)?,
         qkv_bias: true,
@@ -116,7 +97,6 @@ fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
         mlp_bias: true,
         lm_head_bias: true,
         tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
-        final_norm: true,
-        ..ModelConfig::default()
+        ..hf.rotary_decoder(0.5)?
     })
 }
