@@ -1278,10 +1278,32 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
+    type Grads = <Ad as burn::tensor::backend::AutodiffBackend>::Gradients;
+
     fn close(a: Vec<f32>, b: Vec<f32>, tol: f32) {
+        assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
         }
+    }
+
+    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().to_vec().unwrap()
+    }
+
+    /// `p`'s gradient under the fused graph (`g`) against the reference one (`want`).
+    fn same_grad<const D: usize>(p: &Tensor<Ad, D>, g: &Grads, want: &Grads, tol: f32) {
+        close(
+            values(p.grad(g).unwrap()),
+            values(p.grad(want).unwrap()),
+            tol,
+        );
+    }
+
+    /// LayerNorm (`centre`) or RMSNorm without affine, from burn's operations.
+    fn reference_normalize(x: Tensor<Ad, 3>, centre: bool) -> Tensor<Ad, 3> {
+        let x = if centre { x.clone() - x.mean_dim(2) } else { x };
+        x.clone() / (x.square().mean_dim(2) + 1e-5).sqrt()
     }
 
     /// Φ(z) in f64 by Simpson's rule on the density, for the test only.
@@ -1375,27 +1397,11 @@ mod tests {
                 .require_grad();
             let w = Tensor::<Ad, 3>::random([2, 9, 37], Distribution::Normal(0.0, 1.0), &dev);
             let y = normalize(x.clone(), centre, 1e-5);
-            let want = {
-                let x = x.clone();
-                if centre {
-                    let c = x.clone() - x.mean_dim(2);
-                    c.clone() / (c.square().mean_dim(2) + 1e-5).sqrt()
-                } else {
-                    x.clone() / (x.square().mean_dim(2) + 1e-5).sqrt()
-                }
-            };
+            let want = reference_normalize(x.clone(), centre);
             let g = (y.clone() * w.clone()).sum().backward();
             let g_want = (want.clone() * w).sum().backward();
-            close(
-                y.into_data().to_vec().unwrap(),
-                want.into_data().to_vec().unwrap(),
-                1e-5,
-            );
-            close(
-                x.grad(&g).unwrap().into_data().to_vec().unwrap(),
-                x.grad(&g_want).unwrap().into_data().to_vec().unwrap(),
-                1e-4,
-            );
+            close(values(y), values(want), 1e-5);
+            same_grad(&x, &g, &g_want, 1e-4);
         }
         for (centre, shift) in [(true, true), (false, false), (true, false)] {
             let x = Tensor::<Ad, 3>::random([2, 9, 37], Distribution::Normal(0.5, 2.0), &dev)
@@ -1407,45 +1413,17 @@ mod tests {
             let w = Tensor::<Ad, 3>::random([2, 9, 37], Distribution::Normal(0.0, 1.0), &dev);
             let bias = shift.then(|| bs.clone());
             let y = norm(x.clone(), wt.clone(), bias.clone(), centre, 1e-5);
-            let mut want = {
-                let x = x.clone();
-                let n = if centre {
-                    let c = x.clone() - x.mean_dim(2);
-                    c.clone() / (c.square().mean_dim(2) + 1e-5).sqrt()
-                } else {
-                    x.clone() / (x.square().mean_dim(2) + 1e-5).sqrt()
-                };
-                n * wt.clone().unsqueeze::<3>()
-            };
+            let mut want = reference_normalize(x.clone(), centre) * wt.clone().unsqueeze::<3>();
             if let Some(b) = bias {
                 want = want + b.unsqueeze::<3>();
             }
             let g = (y.clone() * w.clone()).sum().backward();
             let g_want = (want.clone() * w).sum().backward();
-            close(
-                y.into_data().to_vec().unwrap(),
-                want.into_data().to_vec().unwrap(),
-                1e-5,
-            );
-            {
-                let (a, b) = (x.grad(&g).unwrap(), x.grad(&g_want).unwrap());
-                close(
-                    a.into_data().to_vec().unwrap(),
-                    b.into_data().to_vec().unwrap(),
-                    1e-4,
-                );
-            }
-            close(
-                wt.grad(&g).unwrap().into_data().to_vec().unwrap(),
-                wt.grad(&g_want).unwrap().into_data().to_vec().unwrap(),
-                1e-4,
-            );
+            close(values(y), values(want), 1e-5);
+            same_grad(&x, &g, &g_want, 1e-4);
+            same_grad(&wt, &g, &g_want, 1e-4);
             if shift {
-                close(
-                    bs.grad(&g).unwrap().into_data().to_vec().unwrap(),
-                    bs.grad(&g_want).unwrap().into_data().to_vec().unwrap(),
-                    1e-4,
-                );
+                same_grad(&bs, &g, &g_want, 1e-4);
             }
         }
         let logits = Tensor::<Ad, 3>::random([3, 7, 259], Distribution::Normal(0.0, 3.0), &dev)
@@ -1460,16 +1438,8 @@ mod tests {
             .neg();
         let g = (nll.clone() * w.clone()).sum().backward();
         let g_want = (want.clone() * w).sum().backward();
-        close(
-            nll.into_data().to_vec().unwrap(),
-            want.into_data().to_vec().unwrap(),
-            1e-6,
-        );
-        close(
-            logits.grad(&g).unwrap().into_data().to_vec().unwrap(),
-            logits.grad(&g_want).unwrap().into_data().to_vec().unwrap(),
-            1e-6,
-        );
+        close(values(nll), values(want), 1e-6);
+        same_grad(&logits, &g, &g_want, 1e-6);
     }
 
     #[test]
@@ -1481,16 +1451,8 @@ mod tests {
         let (y_fused, y_ref) = (gelu(x.clone()), activation::gelu(x.clone()));
         let g_fused = (y_fused.clone() * w.clone()).sum().backward();
         let g_ref = (y_ref.clone() * w.clone()).sum().backward();
-        close(
-            y_fused.into_data().to_vec().unwrap(),
-            y_ref.into_data().to_vec().unwrap(),
-            1e-6,
-        );
-        close(
-            x.grad(&g_fused).unwrap().into_data().to_vec().unwrap(),
-            x.grad(&g_ref).unwrap().into_data().to_vec().unwrap(),
-            1e-6,
-        );
+        close(values(y_fused), values(y_ref), 1e-6);
+        same_grad(&x, &g_fused, &g_ref, 1e-6);
 
         let s = Tensor::<Ad, 4>::random([2, 3, 5, 21], Distribution::Normal(0.0, 2.0), &dev)
             .require_grad();
@@ -1509,23 +1471,34 @@ mod tests {
         let p_ref = activation::softmax(s.clone() + bias, 3);
         let g_fused = (p_fused.clone() * w.clone()).sum().backward();
         let g_ref = (p_ref.clone() * w).sum().backward();
-        let pf: Vec<f32> = p_fused.into_data().to_vec().unwrap();
-        close(pf.clone(), p_ref.into_data().to_vec().unwrap(), 1e-6);
+        let pf = values(p_fused);
+        close(pf.clone(), values(p_ref), 1e-6);
         assert!(pf
             .iter()
             .enumerate()
             .all(|(i, &v)| (i % 21 <= (i / 21) % 5 + 10) || v == 0.0));
+        same_grad(&s, &g_fused, &g_ref, 1e-6);
+        // The inference backend takes the same path, with any broadcast of the bias: a
+        // padding row [B, 1, 1, S] gives what the same mask at full shape gives, bit for bit.
+        let s = Tensor::<Flex, 4>::random([2, 2, 3, 40], Distribution::Normal(0.0, 1.0), &dev);
         close(
-            s.grad(&g_fused).unwrap().into_data().to_vec().unwrap(),
-            s.grad(&g_ref).unwrap().into_data().to_vec().unwrap(),
+            values(softmax(s.clone(), None)),
+            values(activation::softmax(s.clone(), 3)),
             1e-6,
         );
-        // The inference backend takes the same path.
-        let s = Tensor::<Flex, 4>::random([1, 2, 3, 40], Distribution::Normal(0.0, 1.0), &dev);
-        close(
-            softmax(s.clone(), None).into_data().to_vec().unwrap(),
-            activation::softmax(s, 3).into_data().to_vec().unwrap(),
-            1e-6,
-        );
+        let pad: Vec<f32> = (0..80)
+            .map(|k| {
+                if k % 40 >= 30 + k / 40 {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let row = Tensor::<Flex, 4>::from_data(TensorData::new(pad, [2, 1, 1, 40]), &dev);
+        let full = row.clone().expand([2, 2, 3, 40]);
+        let by_row = values(softmax(s.clone(), Some(row.clone())));
+        assert_eq!(by_row, values(softmax(s.clone(), Some(full))));
+        close(by_row, values(activation::softmax(s + row, 3)), 1e-6);
     }
 }
