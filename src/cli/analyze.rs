@@ -22,6 +22,7 @@ use crate::eval::{
 };
 use crate::hooks::{registry, HookInput, HookOutput};
 use crate::import::tokenizer::Encoded;
+use crate::io::atomic;
 use crate::log::RunLog;
 
 /// Arguments of `sinkscope analyze`.
@@ -297,10 +298,8 @@ fn write_out(
         evaluation: ev,
     };
     let path = out.join("analysis.json");
-    let tmp = out.join(".analysis.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&json)?)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("{}: cannot write", path.display()))?;
+    atomic::write_file(&path, &serde_json::to_vec_pretty(&json)?)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     let mut log = RunLog::open(out, None)?;
     let mut o = HookOutput::default();
     let input = HookInput {
@@ -355,9 +354,7 @@ fn dump(path: &Path, enc: &Encoded, seq: &SequenceCapture) -> anyhow::Result<()>
             TensorView::new(Dtype::F32, vec![l + 1, t, d], bytemuck::cast_slice(&states))?,
         ),
     ];
-    let tmp = path.with_extension("safetensors.tmp");
-    safetensors::serialize_to_file(views, None, &tmp)
-        .with_context(|| format!("{}: cannot write", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write", path.display()))?;
+    atomic::write_file(path, &safetensors::serialize(views, None)?)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! Hugging Face model folders. Every error names the file and the problem.
 
 pub mod arrays;
+pub mod atomic;
 pub mod error;
 pub mod npy;
 pub mod tensor_file;

@@ -13,12 +13,13 @@
 
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::event::What;
 use super::reader::{decode_event, event_files, open_records};
 use super::record::write_record;
 use super::LogError;
+use crate::io::atomic;
 
 /// What a truncation did, for the resume message.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -98,7 +99,7 @@ fn truncate_event_file(path: &Path, step: u64) -> Result<TruncateReport, LogErro
         })?;
     } else {
         fs::remove_file(path).map_err(|e| LogError::io("cannot remove", path, e))?;
-        sync_parent(path)?;
+        atomic::sync_parent(path).map_err(|e| LogError::io("cannot sync folder", path, e))?;
     }
     Ok(report)
 }
@@ -152,50 +153,14 @@ fn step_after(value: &serde_json::Value, step: u64) -> bool {
     }
 }
 
-/// Replaces `path` with what `write` produces, atomically: temp file in the
-/// same folder, fsync, rename over `path`, fsync the folder. The temporary
-/// name starts with a dot and lacks "tfevents", so neither TensorBoard nor
+/// Replaces `path` with what `write` produces, atomically ([`crate::io::atomic`]): the
+/// temporary name starts with a dot and lacks "tfevents", so neither TensorBoard nor
 /// [`event_files`] reads it half-written.
 fn replace_atomically(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> Result<(), LogError> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let file = File::create(&tmp)?;
-        let mut out = BufWriter::new(file);
-        write(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(LogError::io("cannot rewrite", path, e));
-    }
-    sync_parent(path)
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    path.with_file_name(format!(".sinkscope-rewrite.{}.tmp", std::process::id()))
-}
-
-/// Fsyncs the folder holding `path`, so a rename or removal survives a
-/// power cut (Unix; elsewhere folders cannot be opened and this is a no-op).
-fn sync_parent(path: &Path) -> Result<(), LogError> {
-    #[cfg(unix)]
-    {
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p,
-            _ => Path::new("."),
-        };
-        File::open(parent)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| LogError::io("cannot sync folder", parent, e))?;
-    }
-    #[cfg(not(unix))]
-    let _ = path;
-    Ok(())
+    atomic::replace_with(path, write).map_err(|e| LogError::io("cannot rewrite", path, e))
 }
 
 #[cfg(test)]
@@ -205,6 +170,7 @@ mod tests {
     use crate::log::record::RecordReader;
     use crate::log::{JsonlWriter, TensorBoardWriter};
     use serde_json::json;
+    use std::path::PathBuf;
 
     /// Two event files, as a run that was already resumed once leaves them.
     fn two_runs(dir: &Path) -> (PathBuf, PathBuf) {

@@ -20,6 +20,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::io::atomic;
 pub use collect::CollectOptions;
 
 /// Where the report goes and what it draws.
@@ -44,8 +45,27 @@ pub struct ReportFiles {
     pub runs: Vec<String>,
 }
 
+/// Each file is replaced whole ([`atomic`]), so a report being rewritten is never
+/// seen half-written.
 fn write(path: &Path, text: &str) -> Result<()> {
-    fs::write(path, text).map_err(|e| Error::file(path, format!("cannot write: {e}")))
+    atomic::write_file(path, text.as_bytes())
+        .map_err(|e| Error::file(path, format!("cannot write: {e}")))
+}
+
+/// Removes the `.svg` files of `plots_dir` this report did not write (figures of an
+/// earlier report with another `--layer` or other runs), so the folder matches the
+/// report that names its files. `plots/` belongs to the report; nothing else is removed.
+fn remove_stale_plots(plots_dir: &Path, written: &[PathBuf]) -> Result<()> {
+    let entries =
+        fs::read_dir(plots_dir).map_err(|e| Error::file(plots_dir, format!("cannot list: {e}")))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "svg") && !written.contains(&path) {
+            fs::remove_file(&path)
+                .map_err(|e| Error::file(&path, format!("cannot remove stale plot: {e}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads the run or sweep in `dir` and writes its report (see the module notes).
@@ -67,6 +87,7 @@ pub fn write_report(dir: &Path, opts: &ReportOptions) -> Result<ReportFiles> {
         write(&path, &f.svg)?;
         plots.push(path);
     }
+    remove_stale_plots(&plots_dir, &plots)?;
     let files = ReportFiles {
         markdown: out.join("report.md"),
         html: out.join("report.html"),

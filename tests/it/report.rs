@@ -183,6 +183,21 @@ fn report_of_a_two_run_sweep() {
     }
     // the tiny model's 32 × 32 query weight is below WeightWatcher's 50 eigenvalues
     assert!(md.contains("fewer than the 50 WeightWatcher asks for"));
+
+    // A second report of another layer replaces the first: the plot folder holds
+    // exactly the figures the new report names, none of layer 1's.
+    let (md0, _) = report(&sweep, &out, Some(0));
+    let mut named: Vec<String> = figures(&md0).into_iter().map(|(_, f)| f).collect();
+    let mut on_disk: Vec<String> = fs::read_dir(out.join("plots"))
+        .unwrap()
+        .map(|e| format!("plots/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    named.sort();
+    on_disk.sort();
+    assert_eq!(named, on_disk);
+    assert!(on_disk
+        .iter()
+        .any(|f| f == "plots/rope-attention-layer00.svg"));
 }
 
 #[test]
