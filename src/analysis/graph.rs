@@ -63,6 +63,12 @@ pub fn laplacian_fiedler(w: &[f64], t: usize) -> (Option<f64>, Option<f64>) {
     if t < 2 {
         return (None, None);
     }
+    // The multiplicity of the Laplacian's eigenvalue 0 is the number of connected
+    // components: with three or more, λ₂ = λ₃ = 0 exactly and no decomposition is
+    // needed (the usual case at high thresholds, where most tokens are isolated).
+    if t >= 3 && components(w, t) >= 3 {
+        return (Some(0.0), Some(0.0));
+    }
     let lap = to_mat(
         &(0..t * t)
             .map(|p| {
@@ -88,6 +94,31 @@ pub fn laplacian_fiedler(w: &[f64], t: usize) -> (Option<f64>, Option<f64>) {
     // L is positive semi-definite: a λ₂ of −1e−17 is rounding, report it as 0
     let l2 = eig[1].max(0.0);
     (Some(l2), eig.get(2).map(|l3| (l3 - l2).max(0.0)))
+}
+
+/// Connected components of the graph with an edge wherever `w[i, j] > 0` (union-find).
+fn components(w: &[f64], t: usize) -> usize {
+    let mut parent: Vec<usize> = (0..t).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut count = t;
+    for i in 0..t {
+        for j in 0..i {
+            if w[i * t + j] > 0.0 || w[j * t + i] > 0.0 {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                if a != b {
+                    parent[a] = b;
+                    count -= 1;
+                }
+            }
+        }
+    }
+    count
 }
 
 /// All graph metrics of one layer from its head mean Ā.
@@ -156,6 +187,27 @@ mod tests {
         assert!((l2 - 0.5).abs() < 1e-12 && (gap - 1.0).abs() < 1e-12);
         // weighted: (Ā + Āᵀ)/2 has the same off-diagonal 0.5s → same spectrum
         assert!((g.fiedler.get("weighted").unwrap().unwrap() - 0.5).abs() < 1e-12);
+    }
+
+    #[test]
+    fn component_count_matches_the_spectrum() {
+        // T = 5, edges 0–1 and 2–3 (weight 1), token 4 isolated: three components, so the
+        // Laplacian's spectrum is 0, 0, 0, 2, 2 and λ₂ = λ₃ − λ₂ = 0 without decomposing.
+        let mut w = vec![0.0; 25];
+        for (i, j) in [(0, 1), (2, 3)] {
+            w[i * 5 + j] = 1.0;
+            w[j * 5 + i] = 1.0;
+        }
+        assert_eq!(components(&w, 5), 3);
+        assert_eq!(laplacian_fiedler(&w, 5), (Some(0.0), Some(0.0)));
+        // Join 3–4: two components {0,1} and {2,3,4}. Spectrum 0, 0 (two components),
+        // then the path P3's 1 and 3 and the edge's 2: λ₂ = 0, λ₃ − λ₂ = 1 (eigen path).
+        w[3 * 5 + 4] = 1.0;
+        w[4 * 5 + 3] = 1.0;
+        assert_eq!(components(&w, 5), 2);
+        let (l2, gap) = laplacian_fiedler(&w, 5);
+        assert!(l2.unwrap().abs() < 1e-12);
+        assert!((gap.unwrap() - 1.0).abs() < 1e-12, "{gap:?}");
     }
 
     #[test]
