@@ -55,21 +55,29 @@ fn participation(values: &[f64]) -> Option<f64> {
     Some(if s2 > 0.0 { s * s / s2 } else { 0.0 })
 }
 
+/// The (first, last) edges numpy's `histogram` uses: min and max of `values`, widened
+/// by 0.5 each way when they coincide. Shared by [`histogram_counts`] and the MP fit's
+/// bin centres so both see the same bins.
+fn histogram_range(values: &[f64]) -> (f64, f64) {
+    let (first, last) = values
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    if first == last {
+        (first - 0.5, last + 0.5)
+    } else {
+        (first, last)
+    }
+}
+
 /// Counts of `np.histogram(values, bins)`: equal-width bins over [min, max] (widened by
 /// ±0.5 when all values are equal), the last bin closed, with numpy's edge corrections.
 pub fn histogram_counts(values: &[f64], bins: usize) -> Option<Vec<usize>> {
     if values.is_empty() || bins == 0 || values.iter().any(|v| !v.is_finite()) {
         return None;
     }
-    let (mut first, mut last) = values
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    if first == last {
-        first -= 0.5;
-        last += 0.5;
-    }
+    let (first, last) = histogram_range(values);
     let step = (last - first) / bins as f64;
     let edge = |i: usize| {
         if i == bins {
@@ -123,15 +131,7 @@ pub fn mp_kl(moduli_desc: &[f64]) -> Option<f64> {
     }
     let normalized: Vec<f64> = top.iter().map(|x| x / mean).collect();
     let counts = histogram_counts(&normalized, MP_BINS)?;
-    let (mut first, mut last) = normalized
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        });
-    if first == last {
-        first -= 0.5;
-        last += 0.5;
-    }
+    let (first, last) = histogram_range(&normalized);
     let step = (last - first) / MP_BINS as f64;
     let density: Vec<f64> = (0..MP_BINS)
         .map(|i| mp_density(first + (i as f64 + 0.5) * step, MP_GAMMA))
