@@ -38,6 +38,17 @@ fn shape_len(what: &'static str, shape: &[usize]) -> Result<usize, AnalysisError
         })
 }
 
+/// The first of `dims` that is 0, as an error naming it and `what` holds it.
+fn nonempty<const N: usize>(
+    what: &'static str,
+    dims: [(&'static str, usize); N],
+) -> Result<(), AnalysisError> {
+    match dims.into_iter().find(|&(_, value)| value == 0) {
+        Some((dim, _)) => Err(AnalysisError::EmptyDimension { what, dim }),
+        None => Ok(()),
+    }
+}
+
 impl AttentionMaps {
     /// Validates and wraps `[layers, heads, seq_len, seq_len]` maps: the length must match,
     /// every weight must be finite and non-negative, every row must sum to 1 within
@@ -49,11 +60,10 @@ impl AttentionMaps {
         data: Vec<f32>,
     ) -> Result<Self, AnalysisError> {
         const WHAT: &str = "attention maps [layers, heads, seq_len, seq_len]";
-        for (dim, value) in [("layers", layers), ("heads", heads), ("seq_len", seq_len)] {
-            if value == 0 {
-                return Err(AnalysisError::EmptyDimension { what: WHAT, dim });
-            }
-        }
+        nonempty(
+            WHAT,
+            [("layers", layers), ("heads", heads), ("seq_len", seq_len)],
+        )?;
         let shape = [layers, heads, seq_len, seq_len];
         let expected = shape_len(WHAT, &shape)?;
         if data.len() != expected {
@@ -187,11 +197,7 @@ impl HiddenStates {
         data: Vec<f32>,
     ) -> Result<Self, AnalysisError> {
         const WHAT: &str = "hidden states [n, seq_len, d_model]";
-        for (dim, value) in [("n", n), ("seq_len", seq_len), ("d_model", d_model)] {
-            if value == 0 {
-                return Err(AnalysisError::EmptyDimension { what: WHAT, dim });
-            }
-        }
+        nonempty(WHAT, [("n", n), ("seq_len", seq_len), ("d_model", d_model)])?;
         let shape = [n, seq_len, d_model];
         let expected = shape_len(WHAT, &shape)?;
         if data.len() != expected {
