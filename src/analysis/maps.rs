@@ -38,15 +38,27 @@ fn shape_len(what: &'static str, shape: &[usize]) -> Result<usize, AnalysisError
         })
 }
 
-/// The first of `dims` that is 0, as an error naming it and `what` holds it.
-fn nonempty<const N: usize>(
+/// Checks a named shape against a buffer of `got` values: no dimension 0, no overflow,
+/// and the product equal to `got`. Each error names `what` and the problem.
+fn check_shape<const N: usize>(
     what: &'static str,
     dims: [(&'static str, usize); N],
+    got: usize,
 ) -> Result<(), AnalysisError> {
-    match dims.into_iter().find(|&(_, value)| value == 0) {
-        Some((dim, _)) => Err(AnalysisError::EmptyDimension { what, dim }),
-        None => Ok(()),
+    if let Some((dim, _)) = dims.iter().find(|&&(_, value)| value == 0) {
+        return Err(AnalysisError::EmptyDimension { what, dim });
     }
+    let shape: Vec<usize> = dims.iter().map(|&(_, v)| v).collect();
+    let expected = shape_len(what, &shape)?;
+    if got != expected {
+        return Err(AnalysisError::Length {
+            what,
+            shape,
+            expected,
+            got,
+        });
+    }
+    Ok(())
 }
 
 impl AttentionMaps {
@@ -60,20 +72,16 @@ impl AttentionMaps {
         data: Vec<f32>,
     ) -> Result<Self, AnalysisError> {
         const WHAT: &str = "attention maps [layers, heads, seq_len, seq_len]";
-        nonempty(
+        check_shape(
             WHAT,
-            [("layers", layers), ("heads", heads), ("seq_len", seq_len)],
+            [
+                ("layers", layers),
+                ("heads", heads),
+                ("seq_len", seq_len),
+                ("seq_len", seq_len),
+            ],
+            data.len(),
         )?;
-        let shape = [layers, heads, seq_len, seq_len];
-        let expected = shape_len(WHAT, &shape)?;
-        if data.len() != expected {
-            return Err(AnalysisError::Length {
-                what: WHAT,
-                shape: shape.to_vec(),
-                expected,
-                got: data.len(),
-            });
-        }
         let t = seq_len;
         let mut causal = true;
         for (m, map) in data.chunks_exact(t * t).enumerate() {
@@ -197,17 +205,11 @@ impl HiddenStates {
         data: Vec<f32>,
     ) -> Result<Self, AnalysisError> {
         const WHAT: &str = "hidden states [n, seq_len, d_model]";
-        nonempty(WHAT, [("n", n), ("seq_len", seq_len), ("d_model", d_model)])?;
-        let shape = [n, seq_len, d_model];
-        let expected = shape_len(WHAT, &shape)?;
-        if data.len() != expected {
-            return Err(AnalysisError::Length {
-                what: WHAT,
-                shape: shape.to_vec(),
-                expected,
-                got: data.len(),
-            });
-        }
+        check_shape(
+            WHAT,
+            [("n", n), ("seq_len", seq_len), ("d_model", d_model)],
+            data.len(),
+        )?;
         if let Some(pos) = data.iter().position(|v| !v.is_finite()) {
             return Err(AnalysisError::NonFiniteHidden {
                 index: pos / (seq_len * d_model),
