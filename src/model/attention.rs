@@ -109,23 +109,25 @@ impl<B: Backend> Attention<B> {
         let (h, kv, dh) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let g = h / kv;
         let x = x.reshape([b * t, d]);
-        let mut q = self.q.forward(x.clone());
-        let mut k = self.k.forward(x.clone());
-        let v = self.v.forward(x);
-        match &ctx.rotation {
+        let mut q = kernels::linear(x.clone(), &self.q);
+        let mut k = kernels::linear(x.clone(), &self.k);
+        let v = kernels::linear(x, &self.v);
+        // The score scale: folded into q's rotation tables, else into the product.
+        let scale = match &ctx.rotation {
             Some((rq, rk)) => {
                 q = rq.apply(q);
                 k = rk.apply(k);
+                1.0
             }
-            None => q = q * self.scale,
-        }
+            None => self.scale,
+        };
         // Heads moved into the per-head layouts the products read, keys transposed.
         let q = kernels::permute(q.reshape([b, t, kv, g, dh]), [0, 2, 3, 1, 4]);
         let kt =
             kernels::permute(k.reshape([b, t, kv, dh]), [0, 2, 3, 1]).reshape([b, kv, 1, dh, t]);
         let v =
             kernels::permute(v.reshape([b, t, kv, dh]), [0, 2, 1, 3]).reshape([b, kv, 1, t, dh]);
-        let scores = q.matmul(kt).reshape([b, h, t, t]);
+        let scores = kernels::matmul(q, kt, scale).reshape([b, h, t, t]);
         let probs = match self.softmax {
             SoftmaxKind::Standard => kernels::softmax(scores, score_bias),
             SoftmaxKind::Quiet => {
@@ -137,14 +139,10 @@ impl<B: Backend> Attention<B> {
             }
         };
         let kept = keep_probs.then(|| probs.clone());
-        let out = self
-            .dropout
-            .forward(probs)
-            .reshape([b, kv, g, t, t])
-            .matmul(v)
-            .reshape([b, h, t, dh]);
+        let probs = self.dropout.forward(probs).reshape([b, kv, g, t, t]);
+        let out = kernels::matmul(probs, v, 1.0).reshape([b, h, t, dh]);
         let out = kernels::permute(out, [0, 2, 1, 3]).reshape([b * t, h * dh]);
-        let y = self.o.forward(out);
+        let y = kernels::linear(out, &self.o);
         let width = y.dims()[1];
         (y.reshape([b, t, width]), kept)
     }

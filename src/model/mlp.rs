@@ -53,10 +53,12 @@ impl<B: Backend> Mlp<B> {
         let [b, t, d] = x.dims();
         let x = x.reshape([b * t, d]);
         let hidden = match &self.gate {
-            Some(gate) => activate(self.kind, gate.forward(x.clone())) * self.up.forward(x),
-            None => activate(self.kind, self.up.forward(x)),
+            Some(gate) => {
+                activate(self.kind, kernels::linear(x.clone(), gate)) * kernels::linear(x, &self.up)
+            }
+            None => activate(self.kind, kernels::linear(x, &self.up)),
         };
-        let y = self.down.forward(hidden);
+        let y = kernels::linear(hidden, &self.down);
         let width = y.dims()[1];
         y.reshape([b, t, width])
     }

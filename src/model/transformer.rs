@@ -10,6 +10,7 @@ use crate::model::attention::AttentionContext;
 use crate::model::block::Block;
 use crate::model::config::ModelConfig;
 use crate::model::init::Init;
+use crate::model::kernels;
 use crate::model::mlp::activate;
 use crate::model::norm::Norm;
 use crate::model::position::PositionEmbedding;
@@ -283,12 +284,12 @@ impl<B: Backend> Transformer<B> {
         if let Some(ht) = &self.head_transform {
             x = ht
                 .norm
-                .forward(activate(self.config.mlp, ht.dense.forward(x)));
+                .forward(activate(self.config.mlp, kernels::linear(x, &ht.dense)));
         }
         let logits = match &self.lm_head {
-            Some(head) => head.forward(x),
+            Some(head) => kernels::linear(x, head),
             None => {
-                let logits = x.matmul(self.embed.weight.val().transpose());
+                let logits = kernels::matmul(x, self.embed.weight.val().transpose(), 1.0);
                 match &self.lm_bias {
                     Some(b) => logits + b.val().unsqueeze::<2>(),
                     None => logits,

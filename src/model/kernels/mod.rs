@@ -38,6 +38,10 @@ use burn::tensor::{DType, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
+mod matmul;
+
+pub use matmul::{linear, matmul};
+
 type Ad = Autodiff<Flex>;
 type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
 
