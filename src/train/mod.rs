@@ -1,5 +1,6 @@
 //! Training from scratch: recipes, data, the loop, checkpoints.
 
+pub mod adamw;
 pub mod checkpoint;
 pub mod data;
 pub mod grads;

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{AdamW, AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use crate::error::{Error, Result};
 use crate::model::params::param_ids;
 use crate::model::{ForwardOptions, ModelConfig, Transformer};
+use crate::train::adamw::FusedAdamW;
 use crate::train::checkpoint::{self, CheckpointMeta, OPTIMIZER_FILE, WEIGHTS_FILE};
 use crate::train::data::{bytes, mix, Corpus};
 use crate::train::grads::{clip_global_norm, grad_stats, GradStats};
@@ -109,14 +110,16 @@ pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
-/// AdamW as the recipe configures it (burn's optimiser; clipping is ours, global).
-pub fn adamw<B: AutodiffBackend>(t: &TrainConfig) -> OptimizerAdaptor<AdamW, Transformer<B>, B> {
-    AdamWConfig::new()
-        .with_beta_1(t.beta1 as f32)
-        .with_beta_2(t.beta2 as f32)
-        .with_epsilon(t.eps as f32)
-        .with_weight_decay(t.weight_decay as f32)
-        .init::<B, Transformer<B>>()
+/// AdamW as the recipe configures it (fused on the CPU; clipping is ours, global).
+pub fn adamw<B: AutodiffBackend>(
+    t: &TrainConfig,
+) -> OptimizerAdaptor<FusedAdamW, Transformer<B>, B> {
+    OptimizerAdaptor::from(FusedAdamW::new(
+        t.beta1 as f32,
+        t.beta2 as f32,
+        t.eps as f32,
+        t.weight_decay as f32,
+    ))
 }
 
 /// One optimiser step: forward, loss, backward, global-norm clipping, AdamW update.

@@ -40,6 +40,7 @@ use rayon::prelude::*;
 
 mod matmul;
 
+pub use adamw::{adamw, adamw_fuses, AdamWStep};
 pub use matmul::{linear, matmul};
 
 type Ad = Autodiff<Flex>;
@@ -208,6 +209,8 @@ macro_rules! multiversion {
         }
     };
 }
+
+mod adamw;
 
 /// Elements per rayon task for element-wise kernels (64 KiB of f32).
 const CHUNK: usize = 1 << 14;
