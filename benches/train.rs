@@ -49,6 +49,8 @@ fn corpus(t: usize) -> Corpus {
 }
 
 fn bench_training(c: &mut Criterion) {
+    // As the `sinkscope` binary does at start-up.
+    sinkscope::model::kernels::retain_freed_memory();
     let mut group = c.benchmark_group("train_step");
     group
         .sample_size(10)

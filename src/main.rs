@@ -15,6 +15,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    sinkscope::model::kernels::retain_freed_memory();
     let cli = sinkscope::cli::Cli::parse();
     match sinkscope::cli::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -39,9 +39,11 @@ use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
 mod matmul;
+mod memory;
 
 pub use adamw::{adamw, adamw_fuses, AdamWStep};
 pub use matmul::{linear, matmul};
+pub use memory::retain_freed_memory;
 
 type Ad = Autodiff<Flex>;
 type AdTensor = <Ad as BackendTypes>::FloatTensorPrimitive;
