@@ -6,51 +6,22 @@
 //! d 256, 6-layer, 8-head decoder at T 128, batch 16. The PyTorch eager peer for the
 //! same models is `benches/torch_peer.py`.
 //!
-//! Run: `cargo bench --bench train`.
+//! Run: `cargo bench --bench train`; `cargo bench --bench peer` prints the same
+//! steps' median in `torch_peer.py`'s format, to run alternately with it.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
-use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sinkscope::eval::{capture, evaluate, weight_matrices, EvalPlan};
 use sinkscope::hooks::registry;
-use sinkscope::model::{ModelConfig, Transformer};
-use sinkscope::train::data::{bytes, Corpus};
-use sinkscope::train::loss::DeviceBatch;
-use sinkscope::train::recipe::{DataConfig, TrainConfig};
-use sinkscope::train::trainer::{adamw, optimizer_step};
+use sinkscope::model::Transformer;
+use sinkscope::train::data::bytes;
 
-type B = Autodiff<Flex>;
-
-fn model(d: usize, layers: usize, heads: usize, t: usize) -> ModelConfig {
-    ModelConfig {
-        vocab_size: bytes::VOCAB_SIZE,
-        d_model: d,
-        n_layers: layers,
-        n_heads: heads,
-        d_ff: 4 * d,
-        max_seq_len: t,
-        ..Default::default()
-    }
-}
-
-fn corpus(t: usize) -> Corpus {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let data = DataConfig {
-        train: root.join("datasets/kjv/train.txt.gz"),
-        heldout: Some(root.join("datasets/kjv/heldout.txt.gz")),
-        seq_len: t,
-        bos: true,
-        ..Default::default()
-    };
-    Corpus::load(&data, true, |p| p.to_path_buf()).expect("bundled corpus")
-}
+mod common;
+use common::{corpus, model, Trainer, B};
 
 fn bench_training(c: &mut Criterion) {
-    // As the `sinkscope` binary does at start-up.
-    sinkscope::model::kernels::retain_freed_memory();
     let mut group = c.benchmark_group("train_step");
     group
         .sample_size(10)
@@ -60,28 +31,10 @@ fn bench_training(c: &mut Criterion) {
         ("quick_d64_l2_t64", model(64, 2, 4, 64), 16),
         ("d256_l6_h8_t128", model(256, 6, 8, 128), 16),
     ] {
-        let t = cfg.max_seq_len;
-        let data = corpus(t);
-        let dev = Default::default();
-        let train = TrainConfig::default();
-        let mut optim = adamw::<B>(&train);
-        let mut m = Some(Transformer::<B>::init(&cfg, 1, &dev));
-        let mut step = 0;
-        group.throughput(Throughput::Elements((batch * t) as u64));
+        let mut trainer = Trainer::new(&cfg, batch);
+        group.throughput(Throughput::Elements((batch * cfg.max_seq_len) as u64));
         group.bench_function(BenchmarkId::new("tokens", name), |b| {
-            b.iter(|| {
-                step += 1;
-                let hb = data.train_batch(1, step, batch);
-                let (next, loss, _) = optimizer_step(
-                    m.take().unwrap(),
-                    &mut optim,
-                    DeviceBatch::new(&hb, &dev),
-                    1e-3,
-                    1.0,
-                );
-                m = Some(next);
-                loss
-            })
+            b.iter(|| trainer.step())
         });
     }
     group.finish();

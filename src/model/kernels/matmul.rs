@@ -239,8 +239,8 @@ fn product_shape(full: &[usize], lhs: &FlexTensor, rhs: &FlexTensor) -> Vec<usiz
     shape
 }
 
-/// What the backward of a product needs: both operands, the scale and whether a
-/// bias was added.
+/// What the backward of a product needs: both operands (buffers shared, not
+/// copied) and the scale. A bias's gradient needs neither: it is dC's column sums.
 #[derive(Clone, Debug)]
 struct ProductState {
     lhs: FlexTensor,

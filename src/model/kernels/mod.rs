@@ -1,7 +1,8 @@
-//! Fused CPU kernels, with their own backward passes, for the element-wise hot spots
-//! of training on the flex backend: exact GELU, the attention softmax, the norms'
-//! normalisation, rotary embeddings, the token loss, and the head permutations around
-//! attention.
+//! Fused CPU kernels, with their own backward passes, for the hot spots of training
+//! on the flex backend: exact GELU, the attention softmax, the norms' normalisation,
+//! rotary embeddings, the token loss, the head permutations around attention, the
+//! matrix products (`matmul.rs`) and the AdamW update (`adamw.rs`); `memory.rs` keeps
+//! freed activations in the process for the next step.
 //!
 //! Why: flex evaluates `erf` and `exp` one element at a time on one thread (libm),
 //! copies N-dimensional strided views element by element, and burn's autodiff builds
