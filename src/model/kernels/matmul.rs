@@ -11,16 +11,15 @@
 //! operands accumulate inside gemm.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
-use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::autodiff::ops::{Backward, Ops};
 use burn::backend::Flex;
 use burn::nn::Linear;
 use burn::prelude::*;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{contiguous, filled, plain, split, tracked, with_shape, AdTensor, Cpu, CHUNK};
+use super::{contiguous, filled, plain, record, split, tracked, with_shape, Cpu, CHUNK};
 
 /// Work (m·n·k) from which one product is split across threads by gemm itself.
 const SPLIT_ONE: usize = 192 * 192 * 192;
@@ -359,23 +358,6 @@ fn product_forward(
     (y, state)
 }
 
-/// Registers the product of tracked tensors with the autodiff graph.
-fn tracked_product<B: Backend, const D: usize, const N: usize>(
-    parents: [&AdTensor; N],
-    y: FlexTensor,
-    state: ProductState,
-) -> Tensor<B, D> {
-    let out = match ProductBackward
-        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(state, y),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    tracked(out)
-}
-
 /// `scale · lhs · rhs` over the last two dimensions, the leading ones broadcast as
 /// in numpy (`[B, Hkv, G, T, Dh]` against `[B, Hkv, 1, Dh, T]` reads each key head
 /// once for its G query heads).
@@ -388,7 +370,7 @@ pub fn matmul<B: Backend, const D: usize>(
         (Cpu::Plain(l), Cpu::Plain(r)) => plain(product_forward(&l, &r, None, scale as f32).0),
         (Cpu::Tracked(l), Cpu::Tracked(r)) => {
             let (y, state) = product_forward(&l.primitive, &r.primitive, None, scale as f32);
-            tracked_product([&l, &r], y, state)
+            tracked(record(ProductBackward, [&l, &r], state, y))
         }
         (Cpu::Other(l), Cpu::Other(r)) => {
             let y = l.matmul(r);
@@ -417,12 +399,12 @@ pub fn linear<B: Backend>(x: Tensor<B, 2>, layer: &Linear<B>) -> Tensor<B, 2> {
         (Cpu::Tracked(x), Cpu::Tracked(w)) => match bias.map(split::<B, 1>) {
             None => {
                 let (y, state) = product_forward(&x.primitive, &w.primitive, None, 1.0);
-                tracked_product([&x, &w], y, state)
+                tracked(record(ProductBackward, [&x, &w], state, y))
             }
             Some(Cpu::Tracked(b)) => {
                 let (y, state) =
                     product_forward(&x.primitive, &w.primitive, Some(&b.primitive), 1.0);
-                tracked_product([&x, &w, &b], y, state)
+                tracked(record(ProductBackward, [&x, &w, &b], state, y))
             }
             Some(_) => unreachable!("one backend"),
         },
@@ -441,16 +423,7 @@ mod tests {
 
     type Ad = Autodiff<Flex>;
 
-    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-        t.into_data().to_vec().unwrap()
-    }
-
-    fn close(a: Vec<f32>, b: Vec<f32>) {
-        assert_eq!(a.len(), b.len());
-        for (x, y) in a.iter().zip(&b) {
-            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
-        }
-    }
+    use crate::model::kernels::tests::{close, same_grad, values};
 
     fn random<const D: usize>(shape: [usize; D]) -> Tensor<Ad, D> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default()).require_grad()
@@ -472,15 +445,9 @@ mod tests {
         let w = Tensor::<Ad, D>::random(y.dims(), Distribution::Default, &Default::default());
         let g = (y.clone() * w.clone()).sum().backward();
         let g_want = (want.clone() * w).sum().backward();
-        close(values(y), values(want));
-        close(
-            values(l.grad(&g).unwrap()),
-            values(l.grad(&g_want).unwrap()),
-        );
-        close(
-            values(r.grad(&g).unwrap()),
-            values(r.grad(&g_want).unwrap()),
-        );
+        close(values(y), values(want), 1e-4);
+        same_grad(&l, &g, &g_want, 1e-4);
+        same_grad(&r, &g, &g_want, 1e-4);
     }
 
     #[test]
@@ -510,27 +477,20 @@ mod tests {
             let w = Tensor::<Ad, 2>::random(y.dims(), Distribution::Default, &dev);
             let g = (y.clone() * w.clone()).sum().backward();
             let g_want = (want.clone() * w).sum().backward();
-            close(values(y), values(want));
-            close(
-                values(x.grad(&g).unwrap()),
-                values(x.grad(&g_want).unwrap()),
-            );
-            let weight = layer.weight.val();
-            close(
-                values(weight.grad(&g).unwrap()),
-                values(weight.grad(&g_want).unwrap()),
-            );
+            close(values(y), values(want), 1e-4);
+            same_grad(&x, &g, &g_want, 1e-4);
+            same_grad(&layer.weight.val(), &g, &g_want, 1e-4);
             if let Some(b) = &layer.bias {
-                let b = b.val();
-                close(
-                    values(b.grad(&g).unwrap()),
-                    values(b.grad(&g_want).unwrap()),
-                );
+                same_grad(&b.val(), &g, &g_want, 1e-4);
             }
             // Without autodiff too.
             let plain = layer.valid();
             let x = x.inner();
-            close(values(linear(x.clone(), &plain)), values(plain.forward(x)));
+            close(
+                values(linear(x.clone(), &plain)),
+                values(plain.forward(x)),
+                1e-4,
+            );
         }
     }
 }

@@ -124,6 +124,27 @@ where
     }
 }
 
+/// `y`, computed by `op` from `parents`, registered with the autodiff graph (with the
+/// state its backward needs when some parent is tracked).
+fn record<O, const N: usize>(
+    op: O,
+    parents: [&AdTensor; N],
+    state: O::State,
+    y: FlexTensor,
+) -> AdTensor
+where
+    O: Backward<Flex, N>,
+{
+    match op
+        .prepare::<NoCheckpointing>(parents.map(|p| p.node.clone()))
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(state, y),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Buffers.
 // ---------------------------------------------------------------------------
@@ -791,35 +812,17 @@ impl NormState {
     }
 }
 
-/// Backward of [`norm`] with a shift (parents: input, weight, shift).
+/// Backward of [`norm`] (parents: input, weight and, with a shift, the shift).
 #[derive(Debug)]
 struct NormBackward;
 
-impl Backward<Flex, 3> for NormBackward {
+impl<const N: usize> Backward<Flex, N> for NormBackward {
     type State = NormState;
 
-    fn backward(self, ops: Ops<NormState, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+    fn backward(self, ops: Ops<NormState, N>, grads: &mut Gradients, _: &mut Checkpointer) {
         let g = grads.consume::<Flex>(&ops.node);
         let (dx, dw, db) = ops.state.grads(g);
         for (parent, grad) in ops.parents.iter().zip([dx, dw, db]) {
-            if let Some(node) = parent {
-                grads.register::<Flex>(node.id, grad);
-            }
-        }
-    }
-}
-
-/// Backward of [`norm`] without a shift (parents: input, weight).
-#[derive(Debug)]
-struct NormNoShiftBackward;
-
-impl Backward<Flex, 2> for NormNoShiftBackward {
-    type State = NormState;
-
-    fn backward(self, ops: Ops<NormState, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let g = grads.consume::<Flex>(&ops.node);
-        let (dx, dw, _) = ops.state.grads(g);
-        for (parent, grad) in ops.parents.iter().zip([dx, dw]) {
             if let Some(node) = parent {
                 grads.register::<Flex>(node.id, grad);
             }
@@ -902,28 +905,12 @@ pub fn norm<B: Backend, const D: usize>(
     match bias.map(split::<B, 1>) {
         None => {
             let (y, state) = norm_forward(&x.primitive, &w.primitive, None, centre, eps);
-            let out = match NormNoShiftBackward
-                .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            };
-            tracked(out)
+            tracked(record(NormBackward, [&x, &w], state, y))
         }
         Some(Cpu::Tracked(b)) => {
             let (y, state) =
                 norm_forward(&x.primitive, &w.primitive, Some(&b.primitive), centre, eps);
-            let out = match NormBackward
-                .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
-                .compute_bound()
-                .stateful()
-            {
-                OpsKind::Tracked(prep) => prep.finish(state, y),
-                OpsKind::UnTracked(prep) => prep.finish(y),
-            };
-            tracked(out)
+            tracked(record(NormBackward, [&x, &w, &b], state, y))
         }
         Some(_) => unreachable!("same backend"),
     }
@@ -1288,21 +1275,21 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
-    type Grads = <Ad as burn::tensor::backend::AutodiffBackend>::Gradients;
+    pub(super) type Grads = <Ad as burn::tensor::backend::AutodiffBackend>::Gradients;
 
-    fn close(a: Vec<f32>, b: Vec<f32>, tol: f32) {
+    pub(super) fn close(a: Vec<f32>, b: Vec<f32>, tol: f32) {
         assert_eq!(a.len(), b.len());
         for (x, y) in a.iter().zip(&b) {
             assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{x} vs {y}");
         }
     }
 
-    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    pub(super) fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
         t.into_data().to_vec().unwrap()
     }
 
     /// `p`'s gradient under the fused graph (`g`) against the reference one (`want`).
-    fn same_grad<const D: usize>(p: &Tensor<Ad, D>, g: &Grads, want: &Grads, tol: f32) {
+    pub(super) fn same_grad<const D: usize>(p: &Tensor<Ad, D>, g: &Grads, want: &Grads, tol: f32) {
         close(
             values(p.grad(g).unwrap()),
             values(p.grad(want).unwrap()),
