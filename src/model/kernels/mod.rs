@@ -342,11 +342,22 @@ multiversion! {
 }
 
 multiversion! {
-    /// `g ← g (Φ(x) + x φ(x))`.
-    fn gelu_grad_rows(x: &[f32], g: &mut [f32]) {
-        for (g, &x) in g.iter_mut().zip(x) {
+    /// `y = x Φ(x)` and its slope `Φ(x) + x φ(x)`, kept for the backward pass (so
+    /// it multiplies instead of evaluating `erf` again).
+    fn gelu_slope_rows(x: &[f32], y: &mut [MaybeUninit<f32>], slope: &mut [MaybeUninit<f32>]) {
+        for ((y, slope), &x) in y.iter_mut().zip(slope).zip(x) {
             let (cdf, pdf) = normal_cdf_pdf(x);
-            *g *= cdf + x * pdf;
+            y.write(x * cdf);
+            slope.write(cdf + x * pdf);
+        }
+    }
+}
+
+multiversion! {
+    /// `g ← g · s`.
+    fn scale_rows(s: &[f32], g: &mut [f32]) {
+        for (g, &s) in g.iter_mut().zip(s) {
+            *g *= s;
         }
     }
 }
@@ -582,43 +593,61 @@ multiversion! {
 // GELU.
 // ---------------------------------------------------------------------------
 
-/// Backward of [`gelu`]; the state is the input.
+/// Backward of [`gelu`]; the state is GELU's slope at the input.
 #[derive(Debug)]
 struct GeluBackward;
 
 impl Backward<Flex, 1> for GeluBackward {
+    /// The slope of GELU at the input.
     type State = FlexTensor;
 
     fn backward(self, ops: Ops<FlexTensor, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let x = contiguous(&ops.state);
+        let slope = ops.state;
         unary::<Flex, _>(ops.parents, ops.node, grads, |g| {
             let mut g = owned(g);
             in_place(&mut g)
                 .par_chunks_mut(CHUNK)
-                .zip(x.storage::<f32>().par_chunks(CHUNK))
-                .for_each(|(g, x)| gelu_grad_rows(x, g));
+                .zip(slope.storage::<f32>().par_chunks(CHUNK))
+                .for_each(|(g, s)| scale_rows(s, g));
             g
         });
     }
 }
 
-/// Exact GELU, `x Φ(x)`.
+/// Exact GELU, `x Φ(x)`; under autodiff its slope is computed alongside and kept in
+/// place of the input.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
-    unary_op(
-        x,
-        GeluBackward,
-        |x| {
-            let x = contiguous(&x);
-            let src: &[f32] = x.storage();
-            let y = filled(src.len(), |y| {
+    let forward = |x: &FlexTensor, slope: bool| {
+        let x = contiguous(x);
+        let src: &[f32] = x.storage();
+        let shape = x.layout().shape().clone();
+        let mut s = Vec::new();
+        let y = filled(src.len(), |y| {
+            if slope {
+                s = filled(src.len(), |s| {
+                    y.par_chunks_mut(CHUNK)
+                        .zip(s.par_chunks_mut(CHUNK))
+                        .zip(src.par_chunks(CHUNK))
+                        .for_each(|((y, s), x)| gelu_slope_rows(x, y, s))
+                });
+            } else {
                 y.par_chunks_mut(CHUNK)
                     .zip(src.par_chunks(CHUNK))
                     .for_each(|(y, x)| gelu_rows(x, y))
-            });
-            (with_shape(x.layout().shape().clone(), y), x)
-        },
-        activation::gelu,
-    )
+            }
+        });
+        let slope = slope.then(|| with_shape(shape.clone(), s));
+        (with_shape(shape, y), slope)
+    };
+    match split(x) {
+        Cpu::Plain(x) => plain(forward(&x, false).0),
+        Cpu::Tracked(x) => {
+            let (y, slope) = forward(&x.primitive, true);
+            let slope = slope.expect("asked for");
+            tracked(record(GeluBackward, [&x], slope, y))
+        }
+        Cpu::Other(x) => activation::gelu(x),
+    }
 }
 
 // ---------------------------------------------------------------------------
