@@ -41,14 +41,15 @@ fn bench_training(c: &mut Criterion) {
 }
 
 /// One evaluation with every default hook (capture on the probe, analysis, weights)
-/// on the quick model: compare with one quick training step above. The quick recipe's
-/// log-spaced schedule evaluates 11 times in 300 steps.
+/// on the quick model and the quick recipe's 4 probe windows: compare with one quick
+/// training step above. The quick recipe's log-spaced schedule evaluates 11 times in
+/// 300 steps.
 fn bench_hook_evaluation(c: &mut Criterion) {
     let cfg = model(64, 2, 4, 64);
     let data = corpus(64);
     let dev = Default::default();
     let inner = Transformer::<B>::init(&cfg, 1, &dev).valid();
-    let probe = data.probe_inputs(8);
+    let probe = data.probe_inputs(4);
     let mut plan = EvalPlan::default();
     for h in registry() {
         h.plan(&mut plan);
