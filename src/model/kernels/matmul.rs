@@ -366,21 +366,26 @@ pub fn matmul<B: Backend, const D: usize>(
     rhs: Tensor<B, D>,
     scale: f64,
 ) -> Tensor<B, D> {
+    let burns = |l: Tensor<B, D>, r: Tensor<B, D>| {
+        let y = l.matmul(r);
+        if scale == 1.0 {
+            y
+        } else {
+            y * scale
+        }
+    };
+    if lhs.dtype() != rhs.dtype() {
+        // Only f32 pairs take the kernel (split checks each side alone).
+        return burns(lhs, rhs);
+    }
     match (split(lhs), split(rhs)) {
         (Cpu::Plain(l), Cpu::Plain(r)) => plain(product_forward(&l, &r, None, scale as f32).0),
         (Cpu::Tracked(l), Cpu::Tracked(r)) => {
             let (y, state) = product_forward(&l.primitive, &r.primitive, None, scale as f32);
             tracked(record(ProductBackward, [&l, &r], state, y))
         }
-        (Cpu::Other(l), Cpu::Other(r)) => {
-            let y = l.matmul(r);
-            if scale == 1.0 {
-                y
-            } else {
-                y * scale
-            }
-        }
-        _ => unreachable!("both operands live on one backend"),
+        (Cpu::Other(l), Cpu::Other(r)) => burns(l, r),
+        _ => unreachable!("both operands live on one backend, with one dtype"),
     }
 }
 
@@ -388,6 +393,11 @@ pub fn matmul<B: Backend, const D: usize>(
 /// added by the product itself.
 pub fn linear<B: Backend>(x: Tensor<B, 2>, layer: &Linear<B>) -> Tensor<B, 2> {
     let bias = layer.bias.as_ref().map(|b| b.val());
+    let dtype = x.dtype();
+    if layer.weight.val().dtype() != dtype || bias.as_ref().is_some_and(|b| b.dtype() != dtype) {
+        // Only all-f32 layers take the kernel (split checks each tensor alone).
+        return layer.forward(x);
+    }
     match (split(x), split::<B, 2>(layer.weight.val())) {
         (Cpu::Plain(x), Cpu::Plain(w)) => {
             let b = bias.map(|b| match split::<B, 1>(b) {
