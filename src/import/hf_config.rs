@@ -158,7 +158,7 @@ pub struct Rope {
 }
 
 impl HfConfig {
-    /// What every rotary decoder family (Llama, Mistral, Qwen2, Gemma, Phi) reads the
+    /// What every rotary decoder family (Llama, Mistral, Qwen2, Gemma, Phi, GPT-NeoX) reads the
     /// same way: sizes, grouped-query heads, the norm epsilon and RoPE with its scaling,
     /// `default_fraction` being the rotary share when the config names none. Each
     /// family sets its switches (norm, block layout, MLP, biases, ties) over this.
@@ -353,7 +353,7 @@ pub fn mlp_kind(activation: &str, gated: bool) -> Result<MlpKind, FieldError> {
 
 /// The rotated share of a head as sinkscope stores it, rounded down to whole dimensions
 /// as transformers does (`int(head_dim · factor)`), so `ModelConfig::rotary_dim` agrees.
-pub fn rotary_fraction(head_dim: usize, factor: f64) -> f64 {
+fn rotary_fraction(head_dim: usize, factor: f64) -> f64 {
     (head_dim as f64 * factor).floor() / head_dim as f64
 }
 

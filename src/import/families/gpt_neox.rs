@@ -6,8 +6,8 @@
 //! output matrix `embed_out`.
 
 use crate::import::families::{rule, Family, How, Qkv, Rule, Table};
-use crate::import::hf_config::{mlp_kind, rotary_fraction, FieldError, HfConfig};
-use crate::model::{Arch, BlockKind, ModelConfig, NormKind, PositionConfig, PositionKind};
+use crate::import::hf_config::{mlp_kind, FieldError, HfConfig};
+use crate::model::{BlockKind, ModelConfig, NormKind};
 
 /// The family.
 pub const FAMILY: Family = Family {
@@ -135,8 +135,6 @@ fn table(_: &HfConfig) -> &'static Table {
 }
 
 fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
-    let (d, heads) = (hf.d_model()?, hf.n_heads()?);
-    let rope = hf.rope(10_000.0)?;
     let bias = hf.attention_bias.unwrap_or(true);
     let block = if hf.use_parallel_residual.unwrap_or(true) {
         BlockKind::Parallel
@@ -144,29 +142,13 @@ fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
         BlockKind::Pre
     };
     Ok(ModelConfig {
-        arch: Arch::Decoder,
-        vocab_size: hf.vocab_size()?,
-        d_model: d,
-        n_layers: hf.n_layers()?,
-        n_heads: heads,
-        d_ff: hf.d_ff()?,
-        max_seq_len: hf.max_positions()?,
-        position: PositionConfig {
-            kind: PositionKind::Rope,
-            base: rope.base,
-            fraction: rotary_fraction(d / heads.max(1), rope.fraction.unwrap_or(0.25)),
-            scaling: rope.scaling,
-            ..PositionConfig::default()
-        },
         norm: NormKind::Layer,
-        norm_eps: hf.norm_eps()?,
         block,
         mlp: mlp_kind(hf.activation().unwrap_or("gelu"), false)?,
         qkv_bias: bias,
         out_bias: bias,
         mlp_bias: true,
         tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
-        final_norm: true,
-        ..ModelConfig::default()
+        ..hf.rotary_decoder(0.25)?
     })
 }
