@@ -95,6 +95,28 @@ fn batch_dims(t: &FlexTensor, rank: usize) -> Vec<usize> {
         .collect()
 }
 
+/// The broadcast batch of `lhs · rhs` (numpy rules over all but the last two
+/// dimensions).
+fn broadcast_batch(lhs: &FlexTensor, rhs: &FlexTensor) -> Vec<usize> {
+    let rank = lhs
+        .layout()
+        .shape()
+        .num_dims()
+        .max(rhs.layout().shape().num_dims())
+        - 2;
+    let (l, r) = (batch_dims(lhs, rank), batch_dims(rhs, rank));
+    l.iter()
+        .zip(&r)
+        .map(|(&a, &b)| {
+            assert!(
+                a == b || a == 1 || b == 1,
+                "matmul: batch dimensions {l:?} and {r:?} do not broadcast"
+            );
+            a.max(b)
+        })
+        .collect()
+}
+
 /// Coordinates of flat index `f` in `dims` (row-major).
 fn coords(mut f: usize, dims: &[usize]) -> Vec<usize> {
     let mut c = vec![0; dims.len()];
@@ -248,17 +270,9 @@ struct ProductState {
 }
 
 impl ProductState {
-    /// The broadcast batch of the product.
-    fn full(&self) -> Vec<usize> {
-        let rank =
-            (self.lhs.layout().shape().num_dims()).max(self.rhs.layout().shape().num_dims()) - 2;
-        let (l, r) = (batch_dims(&self.lhs, rank), batch_dims(&self.rhs, rank));
-        l.iter().zip(&r).map(|(&a, &b)| a.max(b)).collect()
-    }
-
     /// Gradients of the operands (and of a bias as the third) that are `wanted`.
     fn grads(&self, g: FlexTensor, wanted: &[bool]) -> Vec<Option<FlexTensor>> {
-        let full = self.full();
+        let full = broadcast_batch(&self.lhs, &self.rhs);
         let rank = full.len();
         let dy = Operand::of(&g, rank);
         let mut out = Vec::with_capacity(wanted.len());
@@ -322,24 +336,8 @@ fn product_forward(
     bias: Option<&FlexTensor>,
     scale: f32,
 ) -> (FlexTensor, ProductState) {
-    let rank = lhs
-        .layout()
-        .shape()
-        .num_dims()
-        .max(rhs.layout().shape().num_dims())
-        - 2;
-    let (l, r) = (batch_dims(lhs, rank), batch_dims(rhs, rank));
-    let full: Vec<usize> = l
-        .iter()
-        .zip(&r)
-        .map(|(&a, &b)| {
-            assert!(
-                a == b || a == 1 || b == 1,
-                "matmul: batch dimensions {l:?} and {r:?} do not broadcast"
-            );
-            a.max(b)
-        })
-        .collect();
+    let full = broadcast_batch(lhs, rhs);
+    let rank = full.len();
     let bias = bias.map(contiguous);
     let v = products(
         &full,
