@@ -68,3 +68,31 @@ impl Error {
         }
     }
 }
+
+thread_local! {
+    static CONTAINED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f`, turning a panic inside it (in practice: inside a dependency fed a file it
+/// accepts but then trips over, such as `tokenizers` on a template naming a missing
+/// token) into `Err` with the panic's message. While `f` runs,
+/// [`panic_is_contained`] is true on this thread, so the binary's panic hook stays
+/// silent instead of printing an internal-error report.
+pub fn contain<T>(f: impl FnOnce() -> T) -> std::result::Result<T, String> {
+    CONTAINED.with(|c| c.set(c.get() + 1));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    CONTAINED.with(|c| c.set(c.get() - 1));
+    result.map_err(|payload| {
+        let msg = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        format!("rejected by a dependency: {msg}")
+    })
+}
+
+/// Whether the current thread is inside [`contain`] (for the binary's panic hook).
+pub fn panic_is_contained() -> bool {
+    CONTAINED.with(|c| c.get() > 0)
+}

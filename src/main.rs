@@ -5,9 +5,22 @@ use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // A bug must not greet the user with a backtrace: one line, and a non-zero exit.
+    // A panic inside a dependency that sinkscope contains (sinkscope::error::contain)
+    // becomes an ordinary error naming the file; it must print nothing here.
     std::panic::set_hook(Box::new(|info| {
-        eprintln!("sinkscope: internal error: {info}. Please report it.");
+        if !sinkscope::error::panic_is_contained() {
+            eprintln!("sinkscope: internal error: {info}. Please report it.");
+        }
     }));
+    // When the reader of stdout goes away (`sinkscope spectra … | head -1`), end
+    // quietly as other Unix tools do, instead of panicking in `println!`: restore the
+    // default action of SIGPIPE, which Rust's runtime sets to "ignore".
+    #[cfg(unix)]
+    // SAFETY: called once at start-up before any other thread exists; SIG_DFL is a
+    // valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),

@@ -98,8 +98,10 @@ impl TextTokenizer {
             )
             .at(dir));
         }
-        let tokenizer = tokenizers::Tokenizer::from_file(&path)
+        let tokenizer = crate::error::contain(|| tokenizers::Tokenizer::from_file(&path))
+            .map_err(|e| ImportErrorKind::Tokenizer(e).at(&path))?
             .map_err(|e| ImportErrorKind::Tokenizer(e.to_string()).at(&path))?;
+        check_post_processor(&path, &tokenizer)?;
         let bos = match bos {
             Some(id) => Some(id),
             None => bos_from_tokenizer_config(dir, &tokenizer)?,
@@ -165,7 +167,9 @@ impl TextTokenizer {
             |e: tokenizers::Error| ImportErrorKind::Tokenizer(e.to_string()).at(&self.origin);
         match &self.engine {
             Engine::Hf(tokenizer) => {
-                let enc = tokenizer.encode(text, true).map_err(hf_error)?;
+                let enc = crate::error::contain(|| tokenizer.encode(text, true))
+                    .map_err(|e| ImportErrorKind::Tokenizer(e).at(&self.origin))?
+                    .map_err(hf_error)?;
                 let special = enc.get_special_tokens_mask().iter().map(|&m| m == 1);
                 return Ok(Encoded {
                     ids: enc.get_ids().to_vec(),
@@ -174,7 +178,9 @@ impl TextTokenizer {
                 });
             }
             Engine::Bpe(tokenizer) => {
-                let enc = tokenizer.encode(text, false).map_err(hf_error)?;
+                let enc = crate::error::contain(|| tokenizer.encode(text, false))
+                    .map_err(|e| ImportErrorKind::Tokenizer(e).at(&self.origin))?
+                    .map_err(hf_error)?;
                 ids.extend_from_slice(enc.get_ids());
             }
             Engine::Spm(spm) => ids.extend(spm.encode(text)),
@@ -238,6 +244,57 @@ impl TextTokenizer {
 }
 
 /// `bos_token` of tokenizer_config.json (a string or `{"content": …}`) as an id.
+/// Checks what `tokenizers` accepts on loading but panics on when encoding: every
+/// special token a `TemplateProcessing` post-processor (alone or inside a `Sequence`)
+/// places must be defined in its `special_tokens`, with ids inside the vocabulary.
+fn check_post_processor(path: &Path, tokenizer: &tokenizers::Tokenizer) -> Result<(), ImportError> {
+    let bad = |m: String| Err(ImportErrorKind::Tokenizer(m).at(path));
+    let Ok(value) = serde_json::to_value(tokenizer.get_post_processor()) else {
+        return Ok(());
+    };
+    let vocab = tokenizer.get_vocab_size(true);
+    let mut stack = vec![&value];
+    while let Some(p) = stack.pop() {
+        match p.get("type").and_then(Value::as_str) {
+            Some("Sequence") => stack.extend(
+                p.get("processors")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten(),
+            ),
+            Some("TemplateProcessing") => {
+                let defined = p.get("special_tokens").and_then(Value::as_object);
+                for piece in ["single", "pair"]
+                    .iter()
+                    .filter_map(|k| p.get(*k).and_then(Value::as_array))
+                    .flatten()
+                {
+                    let Some(id) = piece.pointer("/SpecialToken/id").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let Some(token) = defined.and_then(|d| d.get(id)) else {
+                        return bad(format!(
+                            "post_processor: the template places special token `{id}`, which its special_tokens do not define"
+                        ));
+                    };
+                    let ids = token.get("ids").and_then(Value::as_array);
+                    if let Some(out) = ids
+                        .into_iter()
+                        .flatten()
+                        .find(|i| i.as_u64().is_none_or(|i| i >= vocab as u64))
+                    {
+                        return bad(format!(
+                            "post_processor: special token `{id}` has id {out}, outside the vocabulary of {vocab}"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn bos_from_tokenizer_config(
     dir: &Path,
     tokenizer: &tokenizers::Tokenizer,

@@ -118,57 +118,79 @@ struct Header {
     shape: Vec<usize>,
 }
 
+/// Parses the header dict with Python's literal grammar, as `numpy.lib.format`
+/// (`ast.literal_eval`) does: entries separated by single commas (one trailing comma
+/// allowed), a shape that is a real tuple (`(7,)`, not `(7)`), and nothing but
+/// whitespace after the closing brace. What numpy rejects is refused here too.
 fn parse_header(text: &str) -> Result<Header, String> {
     let tokens = tokenize(text)?;
-    let mut it = tokens.into_iter().peekable();
+    let mut it = tokens.into_iter();
     if it.next() != Some(Token::Punct('{')) {
         return Err("header is not a dict".into());
     }
     let (mut descr, mut fortran, mut shape) = (None, None, None);
     loop {
-        match it.next() {
+        let key = match it.next() {
             Some(Token::Punct('}')) => break,
-            Some(Token::Punct(',')) => continue,
-            Some(Token::Str(key)) => {
-                if it.next() != Some(Token::Punct(':')) {
-                    return Err(format!("expected `:` after '{key}'"));
-                }
-                match key.as_str() {
-                    "descr" => match it.next() {
-                        Some(Token::Str(d)) => descr = Some(d),
-                        _ => return Err("'descr' is not a simple dtype string (structured arrays are not supported)".into()),
-                    },
-                    "fortran_order" => match it.next() {
-                        Some(Token::Ident(b)) if b == "True" => fortran = Some(true),
-                        Some(Token::Ident(b)) if b == "False" => fortran = Some(false),
-                        _ => return Err("'fortran_order' is not True or False".into()),
-                    },
-                    "shape" => {
-                        if it.next() != Some(Token::Punct('(')) {
-                            return Err("'shape' is not a tuple".into());
-                        }
-                        let mut dims = Vec::new();
-                        loop {
-                            match it.next() {
-                                Some(Token::Int(n)) => dims.push(n),
-                                Some(Token::Punct(',')) => {}
-                                Some(Token::Punct(')')) => break,
-                                _ => return Err("'shape' holds something other than integers".into()),
-                            }
-                        }
-                        shape = Some(dims);
-                    }
-                    other => return Err(format!("unknown key '{other}'")),
-                }
-            }
+            Some(Token::Str(key)) => key,
             _ => return Err("malformed dict".into()),
+        };
+        if it.next() != Some(Token::Punct(':')) {
+            return Err(format!("expected `:` after '{key}'"));
         }
+        match key.as_str() {
+            "descr" => match it.next() {
+                Some(Token::Str(d)) => descr = Some(d),
+                _ => return Err(
+                    "'descr' is not a simple dtype string (structured arrays are not supported)"
+                        .into(),
+                ),
+            },
+            "fortran_order" => match it.next() {
+                Some(Token::Ident(b)) if b == "True" => fortran = Some(true),
+                Some(Token::Ident(b)) if b == "False" => fortran = Some(false),
+                _ => return Err("'fortran_order' is not True or False".into()),
+            },
+            "shape" => shape = Some(parse_shape(&mut it)?),
+            other => return Err(format!("unknown key '{other}'")),
+        }
+        match it.next() {
+            Some(Token::Punct(',')) => {}
+            Some(Token::Punct('}')) => break,
+            _ => return Err(format!("expected `,` or `}}` after the value of '{key}'")),
+        }
+    }
+    if it.next().is_some() {
+        return Err("text after the header dict".into());
     }
     Ok(Header {
         descr: descr.ok_or("missing 'descr'")?,
         fortran_order: fortran.ok_or("missing 'fortran_order'")?,
         shape: shape.ok_or("missing 'shape'")?,
     })
+}
+
+/// A Python tuple of integers: `()`, `(n,)`, `(n, m)`, `(n, m,)`.
+fn parse_shape(it: &mut impl Iterator<Item = Token>) -> Result<Vec<usize>, String> {
+    const NOT_TUPLE: &str = "'shape' is not a tuple of integers";
+    if it.next() != Some(Token::Punct('(')) {
+        return Err(NOT_TUPLE.into());
+    }
+    let mut dims = Vec::new();
+    let mut comma = false;
+    loop {
+        match it.next() {
+            Some(Token::Punct(')')) if dims.is_empty() || comma || dims.len() > 1 => {
+                return Ok(dims)
+            }
+            Some(Token::Int(n)) if dims.is_empty() || comma => {
+                dims.push(n);
+                comma = false;
+            }
+            Some(Token::Punct(',')) if !dims.is_empty() && !comma => comma = true,
+            _ => return Err(NOT_TUPLE.into()),
+        }
+    }
 }
 
 /// Parses the bytes of an `.npy` file.
@@ -410,6 +432,28 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("version 4"));
+    }
+
+    #[test]
+    fn headers_numpy_rejects_are_refused() {
+        let d = f32_bytes(&[0.0; 6]);
+        for shape in ["(2 3)", "(2, 3,,,)", "(6)", "(,)", "(2,, 3)"] {
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+            let err = parse_npy(&npy(1, &h, &d)).unwrap_err().to_string();
+            assert!(err.contains("shape"), "{shape}: {err}");
+        }
+        for h in [
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), } junk",
+            "{'descr': '<f4' 'fortran_order': False, 'shape': (2, 3), }",
+            "{'descr': '<f4', , 'fortran_order': False, 'shape': (2, 3)}",
+        ] {
+            assert!(parse_npy(&npy(1, h, &d)).is_err(), "{h}");
+        }
+        // What numpy accepts still reads.
+        for shape in ["(2, 3)", "(2, 3,)", "(6,)"] {
+            let h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}}}");
+            assert!(parse_npy(&npy(1, &h, &d)).is_ok(), "{shape}");
+        }
     }
 
     #[test]

@@ -394,8 +394,61 @@ impl ModelConfig {
         if self.sliding_window.is_some() && !self.is_causal() {
             return bad("sliding_window", "applies to decoders only".into());
         }
-        if self.norm_eps.is_nan() || self.norm_eps <= 0.0 {
-            return bad("norm_eps", "must be positive".into());
+        if !(self.norm_eps > 0.0 && self.norm_eps < 1.0) {
+            return bad("norm_eps", format!("{} is not in (0, 1)", self.norm_eps));
+        }
+        if let Err((field, msg)) = self.position.check() {
+            return bad(&format!("position.{field}"), msg);
+        }
+        crate::model::budget::check_fits("this model", crate::model::budget::model_bytes(self))
+            .map_err(|m| Error::config(what, "model", m))
+    }
+}
+
+impl PositionConfig {
+    /// Numbers a rotary table can be built from: finite, positive, and a base no model
+    /// uses beyond 10¹² (a `rope_theta` of 1e308 is a corrupt file, not a model).
+    fn check(&self) -> std::result::Result<(), (&'static str, String)> {
+        let positive = |field: &'static str, v: f64| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err((field, format!("{v} is not a positive finite number")))
+            }
+        };
+        if self.is_rotary() {
+            positive("base", self.base)?;
+            if self.base > 1e12 {
+                return Err(("base", format!("{} exceeds 1e12", self.base)));
+            }
+            positive("factor", self.factor)?;
+            positive("fraction", self.fraction)?;
+        }
+        match self.scaling {
+            None => {}
+            Some(RopeScaling::Linear { factor }) => positive("scaling.factor", factor)?,
+            Some(RopeScaling::Dynamic {
+                factor,
+                original_max,
+            }) => {
+                positive("scaling.factor", factor)?;
+                if original_max == 0 {
+                    return Err(("scaling.original_max", "must be positive".into()));
+                }
+            }
+            Some(RopeScaling::Llama3 {
+                factor,
+                low_freq_factor,
+                high_freq_factor,
+                original_max,
+            }) => {
+                positive("scaling.factor", factor)?;
+                positive("scaling.low_freq_factor", low_freq_factor)?;
+                positive("scaling.high_freq_factor", high_freq_factor)?;
+                if original_max == 0 {
+                    return Err(("scaling.original_max", "must be positive".into()));
+                }
+            }
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 
 pub mod attention;
 pub mod block;
+pub mod budget;
 pub mod config;
 pub mod init;
 pub mod kernels;

@@ -199,6 +199,11 @@ impl Corpus {
             .collect()
     }
 
+    /// Distinct held-out windows (start positions) there are.
+    pub fn heldout_windows(&self) -> usize {
+        self.heldout.len() - self.seq_len
+    }
+
     fn heldout_starts(&self, index: usize, of: usize, batch: usize) -> Vec<usize> {
         let span = self.heldout.len() - self.seq_len - 1;
         let total = (of * batch).max(1);

@@ -217,6 +217,13 @@ impl Recipe {
             .to_string();
         let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let source = path.display().to_string();
+        if let Some((axis, _)) = sweep.axes.iter().find(|(_, values)| values.is_empty()) {
+            return Err(Error::config(
+                &path.display().to_string(),
+                &format!("sweep.axes.{axis}"),
+                "has no values, so the sweep would train nothing",
+            ));
+        }
         let mut runs = Vec::new();
         for (name, sets) in sweep.expand() {
             let mut v = value.clone();
@@ -241,6 +248,9 @@ impl Recipe {
                 .as_ref()
                 .map(|h| absolute(&recipe.resolve(h)));
             recipe.validate(&source)?;
+            if let Some(n) = &name {
+                check_run_name(n).map_err(|m| Error::config(&source, "sweep", m))?;
+            }
             runs.push(Run { name, recipe });
         }
         Ok(runs)
@@ -271,11 +281,58 @@ impl Recipe {
         if t.batch_size == 0 {
             return bad("train.batch_size", "must be positive");
         }
-        if t.lr.is_nan() || t.lr <= 0.0 {
-            return bad("train.lr", "must be positive");
+        if !(t.lr.is_finite() && t.lr > 0.0) {
+            return bad("train.lr", "must be a positive finite number");
         }
-        if t.min_lr < 0.0 || t.min_lr > t.lr {
-            return bad("train.min_lr", "must lie in [0, lr]");
+        // NaN fails every comparison, so each range is written as what must hold.
+        let ranges = [
+            (
+                "train.min_lr",
+                t.min_lr,
+                t.min_lr >= 0.0 && t.min_lr <= t.lr,
+                "[0, lr]",
+            ),
+            (
+                "train.beta1",
+                t.beta1,
+                (0.0..1.0).contains(&t.beta1),
+                "[0, 1)",
+            ),
+            (
+                "train.beta2",
+                t.beta2,
+                (0.0..1.0).contains(&t.beta2),
+                "[0, 1)",
+            ),
+            (
+                "train.eps",
+                t.eps,
+                t.eps > 0.0 && t.eps.is_finite(),
+                "(0, ∞)",
+            ),
+            (
+                "train.weight_decay",
+                t.weight_decay,
+                t.weight_decay >= 0.0 && t.weight_decay.is_finite(),
+                "[0, ∞)",
+            ),
+            (
+                "train.grad_clip",
+                t.grad_clip,
+                t.grad_clip >= 0.0 && t.grad_clip.is_finite(),
+                "[0, ∞) (0: no clipping)",
+            ),
+        ];
+        for (field, value, ok, range) in ranges {
+            if !ok {
+                return bad(field, &format!("{value} is not in {range}"));
+            }
+        }
+        if t.halt_after == Some(0) {
+            return bad(
+                "train.halt_after",
+                "must be positive (leave it out to run to the end)",
+            );
         }
         if self.data.seq_len < 2 {
             return bad("data.seq_len", "must be at least 2");
@@ -353,6 +410,20 @@ impl Sweep {
         }));
         out
     }
+}
+
+/// A run's sub-folder name must stay inside `--out`: a plain name of letters, digits,
+/// `-`, `_` and `.`, not `.` or `..` (so `../escaped` or `/tmp/x` is refused).
+fn check_run_name(name: &str) -> std::result::Result<(), String> {
+    let plain = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if name.is_empty() || name == "." || name == ".." || !plain {
+        return Err(format!(
+            "run name `{name}` is not a plain name (letters, digits, `-`, `_`, `.`)"
+        ));
+    }
+    Ok(())
 }
 
 fn absolute(p: &Path) -> PathBuf {

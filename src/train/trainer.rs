@@ -107,7 +107,55 @@ pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
         ));
     }
     cfg.validate(&source)?;
+    check_sizes(recipe, &cfg, &source)?;
     Ok(cfg)
+}
+
+/// Refuses, before anything is allocated, a batch or probe set that cannot fit in
+/// memory (overflow-checked), with the numbers.
+fn check_sizes(recipe: &Recipe, cfg: &ModelConfig, source: &str) -> Result<()> {
+    use crate::model::budget::{activation_bytes, check_fits, training_bytes};
+    let seq = recipe.data.seq_len;
+    check_fits(
+        &format!("training with batch_size {}", recipe.train.batch_size),
+        training_bytes(cfg, recipe.train.batch_size, seq),
+    )
+    .map_err(|m| Error::config(source, "train.batch_size", m))?;
+    check_fits(
+        &format!("analysing {} probes", recipe.hooks.probes),
+        activation_bytes(cfg, recipe.hooks.probes, seq),
+    )
+    .map_err(|m| Error::config(source, "hooks.probes", m))
+}
+
+/// Refuses more held-out windows or probes than the held-out text has distinct
+/// windows (more would repeat windows, and `1e9` evaluation batches never end).
+fn check_windows(recipe: &Recipe, corpus: &Corpus) -> Result<()> {
+    let source = format!("recipe {}", recipe.name);
+    let windows = corpus.heldout_windows();
+    let t = &recipe.train;
+    let asked = t.eval_batches.checked_mul(t.batch_size);
+    if asked.is_none_or(|a| a > windows) {
+        return Err(Error::config(
+            &source,
+            "train.eval_batches",
+            format!(
+                "{} batches of {} exceed the {windows} distinct windows of the held-out text",
+                t.eval_batches, t.batch_size
+            ),
+        ));
+    }
+    if recipe.hooks.probes > windows {
+        return Err(Error::config(
+            &source,
+            "hooks.probes",
+            format!(
+                "{} exceed the {windows} distinct windows of the held-out text",
+                recipe.hooks.probes
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// AdamW as the recipe configures it (fused on the CPU; clipping is ours, global).
@@ -191,6 +239,7 @@ pub fn train<B: AutodiffBackend>(
 ) -> Result<TrainOutcome> {
     let cfg = resolve_model(recipe)?;
     let corpus = Corpus::load(&recipe.data, cfg.is_causal(), |p| recipe.resolve(p))?;
+    check_windows(recipe, &corpus)?;
     let t = &recipe.train;
     std::fs::create_dir_all(run_dir)
         .map_err(|e| Error::file(run_dir, format!("cannot create run folder: {e}")))?;
