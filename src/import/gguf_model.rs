@@ -170,6 +170,7 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
     let rotary: usize = m
         .value_opt(&key("rope.dimension_count"))?
         .unwrap_or(head_dim);
+    check_rotary_dim(path, &key("rope.dimension_count"), rotary, head_dim)?;
     let vocab: usize = match m.value_opt(&key("vocab_size"))? {
         Some(v) => v,
         None => file.tensor_info("token_embd.weight")?.shape()[0],
@@ -226,6 +227,56 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
     })
 }
 
+/// Rotations act on pairs inside one head: the rotated width must be even and at
+/// most the head's.
+fn check_rotary_dim(path: &Path, field: &str, rotary: usize, head_dim: usize) -> Result<()> {
+    if rotary % 2 == 1 || rotary > head_dim || rotary == 0 {
+        return Err(config_error(
+            path,
+            field,
+            format!("{rotary} rotated dimensions: must be even, positive and at most the head width {head_dim}"),
+        ));
+    }
+    Ok(())
+}
+
+/// A vocabulary text can be encoded and named with: tokens present, and a model type
+/// that fits what the file carries (SentencePiece needs a score per token, byte-level
+/// BPE needs merges).
+fn check_vocab(path: &Path, v: &GgufVocab) -> Result<()> {
+    if v.tokens.is_empty() {
+        return Err(config_error(
+            path,
+            "tokenizer.ggml.tokens",
+            "missing or empty: tokens could not be named",
+        ));
+    }
+    if v.model == "llama" && v.scores.len() != v.tokens.len() {
+        return Err(config_error(
+            path,
+            "tokenizer.ggml.model",
+            format!(
+                "`llama` (SentencePiece) needs a score per token, found {} scores for {} tokens{}",
+                v.scores.len(),
+                v.tokens.len(),
+                if v.merges.is_empty() {
+                    ""
+                } else {
+                    " and BPE merges"
+                }
+            ),
+        ));
+    }
+    if v.model == "gpt2" && v.merges.is_empty() {
+        return Err(config_error(
+            path,
+            "tokenizer.ggml.merges",
+            "`gpt2` (byte-level BPE) needs merges, found none",
+        ));
+    }
+    Ok(())
+}
+
 /// The tokenizer description in `tokenizer.ggml.*` (empty vocabulary if there is none).
 pub fn vocab(file: &GgufFile) -> Result<GgufVocab> {
     let m = file.metadata();
@@ -241,7 +292,7 @@ pub fn vocab(file: &GgufFile) -> Result<GgufVocab> {
     };
     // llama.cpp's defaults: SentencePiece vocabularies add BOS, BPE ones do not.
     let spm = model == "llama";
-    Ok(GgufVocab {
+    let vocab = GgufVocab {
         model: model.to_string(),
         pre: m
             .value_opt::<&str>("tokenizer.ggml.pre")?
@@ -258,7 +309,9 @@ pub fn vocab(file: &GgufFile) -> Result<GgufVocab> {
         add_space_prefix: m
             .value_opt("tokenizer.ggml.add_space_prefix")?
             .unwrap_or(true),
-    })
+    };
+    check_vocab(file.path(), &vocab)?;
+    Ok(vocab)
 }
 
 /// A GGUF file as a [`TensorSource`]; dequantization happens per tensor, on read.

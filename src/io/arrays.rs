@@ -44,6 +44,18 @@ fn hidden_from_shape(shape: &[usize], data: Vec<f32>) -> Result<HiddenStates, Pr
     }
 }
 
+/// Hidden states describe the same tokens as the maps: one row per position.
+fn check_hidden_fits(maps: &AttentionMaps, hidden: &HiddenStates) -> Result<(), Problem> {
+    if hidden.seq_len() != maps.seq_len() {
+        return Err(Problem::Shape(format!(
+            "hidden_states cover {} positions but the attention maps {}",
+            hidden.seq_len(),
+            maps.seq_len()
+        )));
+    }
+    Ok(())
+}
+
 /// Reads attention maps and, from a `.safetensors` file, the optional `hidden_states`.
 /// `.npy` files hold the maps alone (float32 or float64). The format is chosen by
 /// extension, or by the `.npy` magic string when the extension is neither.
@@ -86,6 +98,9 @@ pub fn read_attention_file(
         ),
         None => None,
     };
+    if let Some(h) = &hidden {
+        check_hidden_fits(&maps, h).map_err(|p| ReadError::new(path, p))?;
+    }
     Ok((maps, hidden))
 }
 

@@ -163,6 +163,7 @@ impl GgufFile {
                 });
             }
         }
+        check_no_overlap(&tensors)?;
         Ok(Self {
             path: path.to_path_buf(),
             map,
@@ -262,6 +263,34 @@ impl GgufFile {
 }
 
 /// `general.alignment` if present (a u32 power of two, as llama.cpp requires), else 32.
+/// Refuses tensors whose data ranges overlap (two tensors at one offset): each
+/// tensor's bytes must be its own, or a write to one would show in the other and a
+/// corrupt table would go unnoticed.
+fn check_no_overlap(tensors: &[TensorInfo]) -> Result<(), GgufErrorKind> {
+    let mut ranges: Vec<(u64, u64, &str)> = tensors
+        .iter()
+        .filter(|t| t.n_bytes > 0)
+        .map(|t| {
+            (
+                t.offset,
+                t.offset.saturating_add(t.n_bytes),
+                t.name.as_str(),
+            )
+        })
+        .collect();
+    ranges.sort_unstable();
+    for w in ranges.windows(2) {
+        let ((_, end, a), (start, _, b)) = (w[0], w[1]);
+        if start < end {
+            return Err(GgufErrorKind::Invalid(format!(
+                "tensors {a:?} and {b:?} overlap (data offsets {} and {start})",
+                w[0].0
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn alignment(metadata: &Metadata) -> Result<u64, GgufErrorKind> {
     let Some(value) = metadata.get("general.alignment") else {
         return Ok(DEFAULT_ALIGNMENT);
