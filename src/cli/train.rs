@@ -8,7 +8,8 @@ use clap::Args;
 
 use crate::hooks::HookRunner;
 use crate::train::recipe::{DeviceKind, Recipe, Run};
-use crate::train::{train, TrainOutcome};
+use crate::train::trainer::train_allowing;
+use crate::train::TrainOutcome;
 
 /// Arguments of `sinkscope train`.
 #[derive(Args, Debug)]
@@ -19,9 +20,19 @@ pub struct TrainArgs {
     /// one sub-folder per run here.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Continue each run from its latest checkpoint.
+    /// Continue each run from its latest intact checkpoint (same recipe).
     #[arg(long)]
     pub resume: bool,
+    /// With --resume: recipe fields (or tables) allowed to differ from the
+    /// checkpoint's, e.g. --allow-change train.steps,train.lr; recorded in the run's
+    /// history.jsonl. Any other difference is refused.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "resume",
+        value_name = "FIELD,..."
+    )]
+    pub allow_change: Vec<String>,
     /// Override a recipe field, e.g. --set train.steps=500 --set model.position.kind=alibi.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
@@ -34,7 +45,7 @@ pub struct TrainArgs {
 fn train_on<B: AutodiffBackend>(
     run: &Run,
     out: &Path,
-    resume: bool,
+    args: &TrainArgs,
 ) -> anyhow::Result<TrainOutcome> {
     let device = B::Device::default();
     let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &device)?;
@@ -43,16 +54,24 @@ fn train_on<B: AutodiffBackend>(
         out.join(crate::log::run_log::METRICS_FILE).display(),
         hooks.tb_dir().display()
     );
-    Ok(train::<B>(&run.recipe, out, resume, &device, &mut hooks)?)
+    Ok(train_allowing::<B>(
+        &run.recipe,
+        out,
+        args.resume,
+        &args.allow_change,
+        &device,
+        &mut hooks,
+    )?)
 }
 
-fn run_one(run: &Run, out: &Path, resume: bool) -> anyhow::Result<TrainOutcome> {
+fn run_one(run: &Run, out: &Path, args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
+    let _lock = crate::train::lock::RunLock::acquire(out)?;
     match run.recipe.device {
-        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, out, resume),
+        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, out, args),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, out, resume),
+        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, out, args),
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`"),
     }
@@ -90,7 +109,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             }
             None => base,
         };
-        let o = run_one(run, &out, args.resume)?;
+        let o = run_one(run, &out, args)?;
         let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
         println!(
             "{}: step {}{}, train loss {}, held-out loss {}, {:.0} tokens/s",

@@ -170,7 +170,11 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
         let hooks = std::mem::take(&mut self.hooks);
         self.worker = Some(Worker::spawn(log, hooks, self.plan.clone(), self.queue));
         self.probe = corpus.probe_inputs(self.probes);
-        self.fisher_sum = vec![0.0; model.blocks.len()];
+        // A resume has restored the running sum (restore_state); keep it.
+        if self.fisher_sum.len() != model.blocks.len() {
+            self.fisher_sum = vec![0.0; model.blocks.len()];
+            self.fisher_steps = 0;
+        }
         if step == 0 {
             let text = format!("```toml\n{}\n```", self.recipe_text);
             self.worker()?.send(Job::Text {
@@ -222,6 +226,30 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
     fn before_checkpoint(&mut self, _step: usize) -> Result<()> {
         // A checkpoint at step s promises logs complete up to s: resume cuts back to it.
         self.worker()?.flush()
+    }
+
+    /// The Fisher trace's running sum since the last evaluation: the next value
+    /// averages over steps on both sides of a checkpoint. Stored as f64 bit patterns,
+    /// so the resumed sum is exactly the one saved.
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({
+            "fisher_sum_bits": self.fisher_sum.iter().map(|v| v.to_bits()).collect::<Vec<u64>>(),
+            "fisher_steps": self.fisher_steps,
+        })
+    }
+
+    fn restore_state(&mut self, state: &serde_json::Value) -> Result<()> {
+        if state.is_null() {
+            return Ok(());
+        }
+        let bad = || Error::Other(format!("checkpoint: malformed hook state {state}"));
+        let sum = state["fisher_sum_bits"].as_array().ok_or_else(bad)?;
+        self.fisher_sum = sum
+            .iter()
+            .map(|v| v.as_u64().map(f64::from_bits).ok_or_else(bad))
+            .collect::<Result<_>>()?;
+        self.fisher_steps = state["fisher_steps"].as_u64().ok_or_else(bad)? as usize;
+        Ok(())
     }
 
     fn on_finish(&mut self, _step: usize) -> Result<()> {

@@ -6,9 +6,13 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use burn::module::ParamId;
 use burn::optim::Optimizer;
 use burn::prelude::*;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder, Recorder};
+use burn::record::{
+    FullPrecisionSettings, NamedMpkBytesRecorder, NamedMpkFileRecorder, PrecisionSettings, Record,
+    Recorder,
+};
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
@@ -24,6 +28,8 @@ pub const WEIGHTS_FILE: &str = "model.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.mpk";
 /// Sidecar file.
 pub const META_FILE: &str = "checkpoint.json";
+/// Size and CRC-32C of the other three files, written last.
+pub const CHECKSUMS_FILE: &str = "checksums.json";
 
 /// The JSON sidecar of a checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -50,6 +56,10 @@ pub struct CheckpointMeta {
     pub param_ids: BTreeMap<String, u64>,
     /// sinkscope version that wrote it.
     pub version: String,
+    /// State of the training hooks that later values depend on (the Fisher hook's
+    /// running sum), restored on resume so nothing is lost (Null: none).
+    #[serde(default)]
+    pub hooks: serde_json::Value,
 }
 
 /// The checkpoints folder of a run.
@@ -71,8 +81,62 @@ fn fsync(path: &Path) -> Result<()> {
         .map_err(|e| io_err(path, "cannot sync", e))
 }
 
-/// Writes a checkpoint of `model` and `optim` atomically; returns its folder.
-pub fn save<B, O>(
+/// The optimiser state with its parameters in sorted order: burn's own record is a
+/// `HashMap`, whose random iteration order made two identical runs write different
+/// bytes. Same encoding (a MessagePack map), so it reads either way.
+struct SortedRecord<M>(M);
+
+impl<M, T, B> Record<B> for SortedRecord<M>
+where
+    M: IntoIterator<Item = (ParamId, T)> + FromIterator<(ParamId, T)> + Send,
+    T: Record<B>,
+    B: Backend,
+{
+    type Item<S: PrecisionSettings> = BTreeMap<String, T::Item<S>>;
+
+    fn into_item<S: PrecisionSettings>(self) -> Self::Item<S> {
+        self.0
+            .into_iter()
+            .map(|(id, r)| (id.serialize(), r.into_item()))
+            .collect()
+    }
+
+    fn from_item<S: PrecisionSettings>(item: Self::Item<S>, device: &B::Device) -> Self {
+        SortedRecord(
+            item.into_iter()
+                .map(|(k, i)| (ParamId::deserialize(&k), T::from_item(i, device)))
+                .collect(),
+        )
+    }
+}
+
+/// An error writing `path`; a full disk is said in words, with the promise that the
+/// previous checkpoint was not touched.
+fn write_err(path: &Path, e: &std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+        Error::file(
+            path,
+            "disk full: cannot write the checkpoint (the previous checkpoint is intact; free space and resume with --resume)",
+        )
+    } else {
+        io_err(path, "cannot write", e)
+    }
+}
+
+/// Writes `bytes` to `path` and syncs it.
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::File::create(path).map_err(|e| write_err(path, &e))?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| write_err(path, &e))
+}
+
+/// Writes a checkpoint of `model` and `optim` atomically; returns its folder. The
+/// same state gives the same bytes (sorted optimiser record, no random metadata), and
+/// [`CHECKSUMS_FILE`], written last, records each file's size and CRC-32C. On any
+/// failure the temporary folder is removed and earlier checkpoints stay as they were.
+pub fn save<B, O, R>(
     run_dir: &Path,
     meta: &CheckpointMeta,
     model: &Transformer<B>,
@@ -81,6 +145,8 @@ pub fn save<B, O>(
 where
     B: AutodiffBackend,
     O: Optimizer<Transformer<B>, B>,
+    O::Record: IntoIterator<Item = (ParamId, R)> + FromIterator<(ParamId, R)>,
+    R: Record<B>,
 {
     let root = checkpoints_dir(run_dir);
     fs::create_dir_all(&root).map_err(|e| io_err(&root, "cannot create checkpoint folder", e))?;
@@ -88,31 +154,126 @@ where
     if tmp.exists() {
         fs::remove_dir_all(&tmp).map_err(|e| io_err(&tmp, "cannot remove stale folder", e))?;
     }
-    fs::create_dir_all(&tmp).map_err(|e| io_err(&tmp, "cannot create", e))?;
+    fs::create_dir_all(&tmp).map_err(|e| write_err(&tmp, &e))?;
+    let written = write_files(&tmp, meta, model, optim).and_then(|()| {
+        let dest = step_dir(&root, meta.step);
+        if dest.exists() {
+            fs::remove_dir_all(&dest).map_err(|e| io_err(&dest, "cannot replace", e))?;
+        }
+        fs::rename(&tmp, &dest)
+            .map_err(|e| io_err(&dest, "cannot move checkpoint into place", e))?;
+        fsync(&root)?;
+        Ok(dest)
+    });
+    if written.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    written
+}
 
+fn write_files<B, O, R>(
+    tmp: &Path,
+    meta: &CheckpointMeta,
+    model: &Transformer<B>,
+    optim: &O,
+) -> Result<()>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Transformer<B>, B>,
+    O::Record: IntoIterator<Item = (ParamId, R)> + FromIterator<(ParamId, R)>,
+    R: Record<B>,
+{
     let weights = tmp.join(WEIGHTS_FILE);
-    let mut store = SafetensorsStore::from_file(&weights).metadata("step", meta.step.to_string());
+    let mut store = SafetensorsStore::from_bytes(None).clear_metadata();
     model
         .save_into(&mut store)
-        .map_err(|e| io_err(&weights, "cannot write weights", e))?;
+        .map_err(|e| io_err(&weights, "cannot encode weights", e))?;
+    let weight_bytes = store
+        .get_bytes()
+        .map_err(|e| io_err(&weights, "cannot encode weights", e))?;
     let optim_path = tmp.join(OPTIMIZER_FILE);
-    NamedMpkFileRecorder::<FullPrecisionSettings>::new()
-        .record(optim.to_record(), optim_path.with_extension(""))
-        .map_err(|e| io_err(&optim_path, "cannot write optimiser state", e))?;
+    let optim_bytes = NamedMpkBytesRecorder::<FullPrecisionSettings>::new()
+        .record(SortedRecord(optim.to_record()), ())
+        .map_err(|e| io_err(&optim_path, "cannot encode optimiser state", e))?;
     let meta_path = tmp.join(META_FILE);
     let json =
         serde_json::to_vec_pretty(meta).map_err(|e| io_err(&meta_path, "cannot encode", e))?;
-    fs::write(&meta_path, json).map_err(|e| io_err(&meta_path, "cannot write", e))?;
-    for f in [&weights, &optim_path, &meta_path] {
-        fsync(f)?;
+    let mut sums = BTreeMap::new();
+    for (name, bytes) in [
+        (WEIGHTS_FILE, &weight_bytes),
+        (OPTIMIZER_FILE, &optim_bytes),
+        (META_FILE, &json),
+    ] {
+        write_synced(&tmp.join(name), bytes)?;
+        sums.insert(name.to_string(), FileSum::of(bytes));
     }
-    let dest = step_dir(&root, meta.step);
-    if dest.exists() {
-        fs::remove_dir_all(&dest).map_err(|e| io_err(&dest, "cannot replace", e))?;
+    let sums_path = tmp.join(CHECKSUMS_FILE);
+    let sums_json =
+        serde_json::to_vec_pretty(&sums).map_err(|e| io_err(&sums_path, "cannot encode", e))?;
+    write_synced(&sums_path, &sums_json)?;
+    fsync(tmp)
+}
+
+/// Size and CRC-32C of one checkpoint file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileSum {
+    /// Length in bytes.
+    pub bytes: u64,
+    /// CRC-32C (Castagnoli) of the content.
+    pub crc32c: u32,
+}
+
+impl FileSum {
+    fn of(bytes: &[u8]) -> Self {
+        Self {
+            bytes: bytes.len() as u64,
+            crc32c: crc32c::crc32c(bytes),
+        }
     }
-    fs::rename(&tmp, &dest).map_err(|e| io_err(&dest, "cannot move checkpoint into place", e))?;
-    fsync(&root)?;
-    Ok(dest)
+}
+
+/// Checks a checkpoint folder against its [`CHECKSUMS_FILE`]: every file present with
+/// its recorded size and CRC. The message names the first problem found (a missing
+/// file, a truncated one, a corrupt page). Checkpoints written before checksums
+/// existed pass when their three files are present.
+pub fn verify(dir: &Path) -> std::result::Result<(), String> {
+    let sums_path = dir.join(CHECKSUMS_FILE);
+    let sums: BTreeMap<String, FileSum> = match fs::read(&sums_path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| format!("{}: malformed: {e}", sums_path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            for name in [WEIGHTS_FILE, OPTIMIZER_FILE, META_FILE] {
+                if !dir.join(name).is_file() {
+                    return Err(format!("{}: missing", dir.join(name).display()));
+                }
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(format!("{}: cannot read: {e}", sums_path.display())),
+    };
+    for name in [WEIGHTS_FILE, OPTIMIZER_FILE, META_FILE] {
+        let path = dir.join(name);
+        let expected = sums
+            .get(name)
+            .ok_or_else(|| format!("{}: no checksum recorded for {name}", sums_path.display()))?;
+        let bytes = fs::read(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let found = FileSum::of(&bytes);
+        if found.bytes != expected.bytes {
+            return Err(format!(
+                "{}: {} bytes, {} expected (truncated or torn)",
+                path.display(),
+                found.bytes,
+                expected.bytes
+            ));
+        }
+        if found.crc32c != expected.crc32c {
+            return Err(format!(
+                "{}: checksum mismatch (content corrupt)",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Complete checkpoints of a run, oldest first, as (step, folder).
@@ -202,7 +363,7 @@ pub fn load_weights<B: Backend>(model: &mut Transformer<B>, weights: &Path) -> R
 }
 
 /// Restores model weights, parameter ids and optimiser state for resuming.
-pub fn restore<B, O>(
+pub fn restore<B, O, R>(
     dir: &Path,
     model: Transformer<B>,
     optim: O,
@@ -211,6 +372,8 @@ pub fn restore<B, O>(
 where
     B: AutodiffBackend,
     O: Optimizer<Transformer<B>, B>,
+    O::Record: IntoIterator<Item = (ParamId, R)> + FromIterator<(ParamId, R)>,
+    R: Record<B>,
 {
     let meta = read_meta(dir)?;
     let mut model = model;
@@ -218,9 +381,9 @@ where
     let model =
         with_param_ids(model, &meta.param_ids).map_err(|e| Error::file(dir.join(META_FILE), e))?;
     let optim_path = dir.join(&meta.optimizer);
-    let record = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
+    let record: SortedRecord<O::Record> = NamedMpkFileRecorder::<FullPrecisionSettings>::new()
         .load(optim_path.with_extension(""), device)
         .map_err(|e| io_err(&optim_path, "cannot read optimiser state", e))?;
-    let optim = optim.load_record(record);
+    let optim = optim.load_record(record.0);
     Ok((model, optim, meta))
 }

@@ -4,6 +4,8 @@ pub mod adamw;
 pub mod checkpoint;
 pub mod data;
 pub mod grads;
+pub mod history;
+pub mod lock;
 pub mod loss;
 pub mod recipe;
 pub mod schedule;

@@ -70,6 +70,14 @@ pub trait TrainEvents<B: AutodiffBackend> {
     fn on_finish(&mut self, _step: usize) -> Result<()> {
         Ok(())
     }
+    /// State that later values depend on, saved in each checkpoint (Null: none).
+    fn state(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Restores what [`TrainEvents::state`] saved, before `on_start` of a resume.
+    fn restore_state(&mut self, _state: &serde_json::Value) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Watches nothing.
@@ -229,11 +237,25 @@ pub fn heldout_loss<B: Backend>(
     total / n as f64
 }
 
-/// Trains `recipe` into `run_dir`, resuming from its latest checkpoint if `resume`.
+/// Trains `recipe` into `run_dir`, resuming from its latest checkpoint if `resume`
+/// (with the checkpoint's recipe, [`train_allowing`] to change it).
 pub fn train<B: AutodiffBackend>(
     recipe: &Recipe,
     run_dir: &Path,
     resume: bool,
+    device: &B::Device,
+    events: &mut dyn TrainEvents<B>,
+) -> Result<TrainOutcome> {
+    train_allowing(recipe, run_dir, resume, &[], device, events)
+}
+
+/// [`train`], where a resume may change the recipe's fields named in `allow_change`
+/// (dotted fields or tables; any other difference is refused, listing the fields).
+pub fn train_allowing<B: AutodiffBackend>(
+    recipe: &Recipe,
+    run_dir: &Path,
+    resume: bool,
+    allow_change: &[String],
     device: &B::Device,
     events: &mut dyn TrainEvents<B>,
 ) -> Result<TrainOutcome> {
@@ -246,25 +268,27 @@ pub fn train<B: AutodiffBackend>(
     checkpoint::sweep_partial(run_dir)?;
     let existing = checkpoint::list(run_dir)?;
 
-    let mut model = Transformer::<B>::init(&cfg, recipe.seed, device);
+    let mut model = deterministic_ids(Transformer::<B>::init(&cfg, recipe.seed, device))?;
     let mut optim = adamw::<B>(t);
     let mut start = 0;
     let mut last_checkpoint = None;
     let mut heldout = None;
     let mut train_loss = None;
     match (resume, existing.last()) {
-        (true, Some((_, dir))) => {
-            let (m, o, meta) = checkpoint::restore(dir, model, optim, device)?;
+        (true, Some(_)) => {
+            let (dir, (m, o, meta)) = restore_newest_intact(&existing, model, optim, device)?;
             if meta.model != cfg {
                 return Err(Error::file(
                     dir.join(checkpoint::META_FILE),
                     "the checkpoint's model differs from the recipe's; resume with the recipe it was trained with",
                 ));
             }
+            crate::train::history::check_changes(run_dir, &meta.recipe, recipe, meta.step, allow_change)?;
+            events.restore_state(&meta.hooks)?;
             (model, optim, start) = (m, o, meta.step);
             (heldout, train_loss) = (meta.heldout_loss, meta.train_loss);
-            last_checkpoint = Some(dir.clone());
             info!(step = start, checkpoint = %dir.display(), "resuming");
+            last_checkpoint = Some(dir);
         }
         (true, None) => info!(folder = %run_dir.display(), "no checkpoint to resume from; starting afresh"),
         (false, Some((_, dir))) => {
@@ -372,6 +396,7 @@ pub fn train<B: AutodiffBackend>(
                 optimizer: OPTIMIZER_FILE.into(),
                 param_ids: param_ids(&model),
                 version: env!("CARGO_PKG_VERSION").into(),
+                hooks: events.state(),
             };
             events.before_checkpoint(step)?;
             let dir = checkpoint::save(run_dir, &meta, &model, &optim)?;
@@ -403,6 +428,58 @@ pub fn train<B: AutodiffBackend>(
         halted,
         last_checkpoint,
     })
+}
+
+/// Parameter ids 1, 2, … in name order instead of burn's random ones: the ids key
+/// the optimiser state in checkpoints, and random ones made the same seed write
+/// different bytes.
+fn deterministic_ids<B: Backend>(model: Transformer<B>) -> Result<Transformer<B>> {
+    let ids = param_ids(&model)
+        .into_keys()
+        .enumerate()
+        .map(|(i, name)| (name, i as u64 + 1))
+        .collect();
+    crate::model::params::with_param_ids(model, &ids).map_err(|e| Error::Other(e.to_string()))
+}
+
+/// The restored state of the newest checkpoint that passes [`checkpoint::verify`] and
+/// loads; each one skipped is reported with what was wrong with it.
+#[allow(clippy::type_complexity)]
+fn restore_newest_intact<B, O, R>(
+    existing: &[(usize, PathBuf)],
+    model: Transformer<B>,
+    optim: O,
+    device: &B::Device,
+) -> Result<(PathBuf, (Transformer<B>, O, CheckpointMeta))>
+where
+    B: AutodiffBackend,
+    O: Optimizer<Transformer<B>, B> + Clone,
+    O::Record:
+        IntoIterator<Item = (burn::module::ParamId, R)> + FromIterator<(burn::module::ParamId, R)>,
+    R: burn::record::Record<B>,
+{
+    let mut problems = Vec::new();
+    for (_, dir) in existing.iter().rev() {
+        let restored = checkpoint::verify(dir)
+            .map_err(Error::Other)
+            .and_then(|()| checkpoint::restore(dir, model.clone(), optim.clone(), device));
+        match restored {
+            Ok(r) => {
+                if !problems.is_empty() {
+                    warn!(checkpoint = %dir.display(), "resuming from an older checkpoint, as newer ones are damaged");
+                }
+                return Ok((dir.clone(), r));
+            }
+            Err(e) => {
+                warn!("skipping damaged checkpoint {}: {e}", dir.display());
+                problems.push(format!("{}: {e}", dir.display()));
+            }
+        }
+    }
+    Err(Error::Other(format!(
+        "no intact checkpoint to resume from: {}",
+        problems.join("; ")
+    )))
 }
 
 fn progress_bar(len: u64, pos: u64) -> ProgressBar {
