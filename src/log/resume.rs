@@ -15,9 +15,12 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use super::event::What;
-use super::reader::{decode_event, event_files, open_records};
-use super::record::write_record;
+use prost::Message;
+use tracing::warn;
+
+use super::event::{Event, What};
+use super::reader::{decode_event, event_files};
+use super::record::{masked_crc32c, write_record, Record};
 use super::LogError;
 use crate::io::atomic;
 
@@ -46,10 +49,10 @@ impl TruncateReport {
 /// left but the header are deleted; untouched files are not rewritten. A
 /// missing folder means a fresh run: nothing to do.
 ///
-/// A record cut short at the end of a file (a crash mid-write) is dropped
-/// and counted in [`TruncateReport::damaged`]; a record with a bad CRC
-/// elsewhere is an error, since what follows it cannot be trusted. Call this
-/// before opening the resumed run's writer.
+/// A record cut short at the end of a file (a crash mid-write) or damaged in
+/// the middle (bad CRC) is dropped, counted in [`TruncateReport::damaged`] and
+/// reported with its step where legible; the intact records after it are kept.
+/// Call this before opening the resumed run's writer.
 pub fn truncate_after(dir: impl AsRef<Path>, step: u64) -> Result<TruncateReport, LogError> {
     let dir = dir.as_ref();
     if !dir.exists() {
@@ -66,18 +69,24 @@ fn truncate_event_file(path: &Path, step: u64) -> Result<TruncateReport, LogErro
     let mut report = TruncateReport::default();
     let mut kept = Vec::new();
     let mut has_data = false;
-    let mut reader = open_records(path)?;
-    loop {
-        let record = match reader.next_record() {
-            Ok(Some(record)) => record,
-            Ok(None) => break,
-            Err(LogError::Truncated { .. }) => {
+    let bytes = fs::read(path).map_err(|e| LogError::io("cannot read", path, e))?;
+    let scan = scan_records(&bytes);
+    for damage in &scan.damaged {
+        report.damaged += 1;
+        warn!("{}: {damage}; skipped it and kept the records after it", path.display());
+    }
+    for (offset, payload) in scan.records {
+        let record = Record { offset, payload };
+        let event = match decode_event(path, &record) {
+            Ok(event) => event,
+            Err(e) => {
+                // Framing and CRC are intact but the bytes are not an Event: a
+                // record written wrongly, not damage on disk; drop it, say so.
                 report.damaged += 1;
-                break;
+                warn!("{e}; skipped");
+                continue;
             }
-            Err(e) => return Err(e),
         };
-        let event = decode_event(path, &record)?;
         let is_header = matches!(event.what, Some(What::FileVersion(_)));
         // A negative step is before any N; u64 steps beyond i64 cannot occur.
         let in_range = u64::try_from(event.step).map_or(true, |s| s <= step);
@@ -104,6 +113,62 @@ fn truncate_event_file(path: &Path, step: u64) -> Result<TruncateReport, LogErro
     Ok(report)
 }
 
+/// Intact records of an event file and a description of each damaged stretch.
+struct Scan {
+    records: Vec<(u64, Vec<u8>)>,
+    damaged: Vec<String>,
+}
+
+/// The record framed at `at`, if both its CRCs hold: (payload, end offset).
+fn record_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
+    let header = bytes.get(at..at + 12)?;
+    if masked_crc32c(&header[..8]) != u32::from_le_bytes(header[8..12].try_into().ok()?) {
+        return None;
+    }
+    let len = usize::try_from(u64::from_le_bytes(header[..8].try_into().ok()?)).ok()?;
+    let start = at + 12;
+    let end = start.checked_add(len)?;
+    let payload = bytes.get(start..end)?;
+    let crc = bytes.get(end..end + 4)?;
+    (masked_crc32c(payload) == u32::from_le_bytes(crc.try_into().ok()?))
+        .then_some((payload, end + 4))
+}
+
+/// Reads every intact record. TFRecord framing carries a CRC of the length and of the
+/// payload, so a damaged record is recognised and the next intact one found again:
+/// with a sound length its span is skipped, else the scan resumes at the next offset
+/// where a whole record checks out. The step of a skipped record is named when its
+/// payload still decodes. A tail cut short is reported the same way.
+fn scan_records(bytes: &[u8]) -> Scan {
+    let mut scan = Scan {
+        records: Vec::new(),
+        damaged: Vec::new(),
+    };
+    let mut at = 0;
+    while at < bytes.len() {
+        if let Some((payload, end)) = record_at(bytes, at) {
+            scan.records.push((at as u64, payload.to_vec()));
+            at = end;
+            continue;
+        }
+        let next = (at + 1..bytes.len()).find(|&q| record_at(bytes, q).is_some());
+        let lost = bytes
+            .get(at + 12..next.unwrap_or(bytes.len()).saturating_sub(4))
+            .and_then(|p| Event::decode(p).ok())
+            .map(|e| format!(" (step {})", e.step))
+            .unwrap_or_default();
+        scan.damaged.push(match next {
+            Some(q) => format!("damaged record at byte {at}{lost}, {} bytes", q - at),
+            None => format!("record cut short at byte {at}{lost} (end of file)"),
+        });
+        match next {
+            Some(q) => at = q,
+            None => break,
+        }
+    }
+    scan
+}
+
 /// Rewrites `metrics.jsonl` keeping the lines whose `"step"` is ≤ `step`.
 /// Lines without a numeric `"step"` (headers, notes) are kept; lines that
 /// are not JSON — in practice the torn last line of a crashed run — are
@@ -120,7 +185,16 @@ pub fn truncate_jsonl_after(path: impl AsRef<Path>, step: u64) -> Result<Truncat
     let mut kept: Vec<&[u8]> = Vec::new();
     for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
         match serde_json::from_slice::<serde_json::Value>(line) {
-            Err(_) => report.damaged += 1,
+            Err(_) => {
+                report.damaged += 1;
+                warn!(
+                    "{}: skipped a damaged line{}",
+                    path.display(),
+                    step_of_damaged_line(line)
+                        .map(|s| format!(" (step {s})"))
+                        .unwrap_or_default()
+                );
+            }
             Ok(value) if step_after(&value, step) => report.removed += 1,
             Ok(_) => {
                 report.kept += 1;
@@ -137,6 +211,15 @@ pub fn truncate_jsonl_after(path: impl AsRef<Path>, step: u64) -> Result<Truncat
         })?;
     }
     Ok(report)
+}
+
+/// The `"step":N` of a line that is no longer JSON, if still legible (lines start
+/// with it, as [`crate::log::RunLog`] writes them).
+fn step_of_damaged_line(line: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(line);
+    let rest = &text[text.find("\"step\":")? + 7..];
+    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
 }
 
 /// Whether a JSON line's `"step"` is a number greater than `step`.
@@ -261,20 +344,26 @@ mod tests {
     }
 
     #[test]
-    fn a_corrupt_record_is_an_error_and_leaves_the_file_alone() {
+    fn a_corrupt_record_mid_file_is_skipped_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let (first, _) = two_runs(dir.path());
-        let mut bytes = fs::read(&first).unwrap();
-        let header_end = RecordReader::new(bytes.as_slice(), &first)
+        let clean = fs::read(&first).unwrap();
+        let header_end = RecordReader::new(clean.as_slice(), &first)
             .next_record()
             .unwrap()
             .unwrap()
             .end() as usize;
-        bytes[header_end + 20] ^= 1;
-        fs::write(&first, &bytes).unwrap();
-        let err = truncate_after(dir.path(), 3).unwrap_err();
-        assert!(matches!(err, LogError::Corrupt { .. }), "{err}");
-        assert_eq!(fs::read(&first).unwrap(), bytes);
+        // A payload byte (payload CRC fails) and a length byte (length CRC fails,
+        // the scan must find the next record again) of the step-0 scalar record.
+        for at in [header_end + 20, header_end + 1] {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 1;
+            fs::write(&first, &bytes).unwrap();
+            let report = truncate_after(dir.path(), 100).unwrap();
+            assert_eq!(report.damaged, 1, "flip at {at}");
+            assert_eq!(steps_of(dir.path(), "loss"), (1..20).collect::<Vec<_>>());
+            assert_eq!(steps_of(dir.path(), "h"), (0..10).collect::<Vec<_>>());
+        }
     }
 
     #[test]
