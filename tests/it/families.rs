@@ -10,7 +10,7 @@ use burn::backend::Flex;
 use sinkscope::import::load;
 use sinkscope::model::{LayerSpec, PositionKind, QkNorm};
 
-use crate::import::{check_fixture, fixture};
+use crate::import::{check_against, check_fixture, fixture};
 
 type B = Flex;
 
@@ -182,7 +182,11 @@ fn a_hybrid_nope_rope_recipe_is_one_line_and_trains() {
     // The same through --set.
     let set = format!("model.{line}").replacen(" = ", "=", 1);
     let plain = dir.path().join("plain.toml");
-    fs::write(&plain, "[model]\nvocab_size = 259\nd_model = 32\nn_layers = 2\n").unwrap();
+    fs::write(
+        &plain,
+        "[model]\nvocab_size = 259\nd_model = 32\nn_layers = 2\n",
+    )
+    .unwrap();
     let runs = Recipe::load(&plain, &[set]).unwrap();
     assert_eq!(runs[0].recipe.model.layers, model.layers);
     // A layer that does not exist is a named error.
@@ -193,7 +197,10 @@ fn a_hybrid_nope_rope_recipe_is_one_line_and_trains() {
     .unwrap();
     let runs = Recipe::load(&path, &[]).unwrap();
     let e = resolve_model(&runs[0].recipe).err().unwrap().to_string();
-    assert!(e.contains("recipe hybrid") && e.contains("layers[0].layers"), "{e}");
+    assert!(
+        e.contains("recipe hybrid") && e.contains("layers[0].layers"),
+        "{e}"
+    );
 
     // Layer 0 rotates, layer 1 does not: with the same weights, layer 0's attention equals
     // an all-RoPE model's and layer 1's an all-NoPE model's given the same input.
@@ -226,8 +233,41 @@ fn a_hybrid_nope_rope_recipe_is_one_line_and_trains() {
     let recipe = crate::common::tiny_recipe(cfg, 60);
     let cfg = resolve_model(&recipe).unwrap();
     let corpus = Corpus::load(&recipe.data, true, |p| recipe.resolve(p)).unwrap();
-    let before = heldout_loss(&Transformer::<Flex>::init(&cfg, 7, &dev), &corpus, 2, 8, &dev);
+    let before = heldout_loss(
+        &Transformer::<Flex>::init(&cfg, 7, &dev),
+        &corpus,
+        2,
+        8,
+        &dev,
+    );
     let out = train::<Autodiff<Flex>>(&recipe, dir.path(), false, &dev, &mut NoEvents).unwrap();
     let after = out.heldout_loss.unwrap();
     assert!(after < before - 1.5, "held-out loss {before} → {after}");
+}
+
+/// GGUF files converted from the Hugging Face fixtures as llama.cpp converts each
+/// architecture (tests/fixtures/gguf/make_gguf_fixtures.py) go through the same family
+/// tables and reproduce transformers: where GGUF keeps everything, the Hugging Face
+/// fixture's own expectations; where llama.cpp reads the file otherwise (no sliding
+/// windows in its Qwen3, Gemma scores scaled by 1/√head_dim), transformers' on the same
+/// weights with those settings (gguf/*.expected.safetensors).
+macro_rules! gguf_fidelity {
+    ($($test:ident => ($file:literal, $arch:literal, $expected:literal)),* $(,)?) => {$(
+        #[test]
+        fn $test() {
+            let path = fixture(concat!("gguf/", $file, ".gguf"));
+            let m = load::<B>(path.to_str().unwrap(), &Default::default()).unwrap();
+            assert_eq!(m.family, concat!("gguf:", $arch));
+            check_against(path.to_str().unwrap(), &fixture($expected), $file);
+        }
+    )*};
+}
+
+gguf_fidelity! {
+    gguf_qwen3_matches_transformers => ("qwen3", "qwen3", "gguf/qwen3.expected.safetensors"),
+    gguf_gemma_matches_transformers => ("gemma", "gemma", "hf/gemma/expected.safetensors"),
+    gguf_gemma2_matches_transformers => ("gemma2", "gemma2", "gguf/gemma2.expected.safetensors"),
+    gguf_gemma3_matches_transformers => ("gemma3", "gemma3", "gguf/gemma3.expected.safetensors"),
+    gguf_phi3_matches_transformers => ("phi3", "phi3", "hf/phi3/expected.safetensors"),
+    gguf_gpt2_matches_transformers => ("gpt2", "gpt2", "hf/gpt2/expected.safetensors"),
 }

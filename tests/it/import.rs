@@ -164,10 +164,20 @@ fn compare_text(
 
 /// Imports `model` and compares every text of `expected_dir`'s fixture.
 pub(crate) fn check_fixture(model: &str, expected_dir: &str) -> Diffs {
+    check_against(
+        model,
+        &fixture(&format!("hf/{expected_dir}/expected.safetensors")),
+        expected_dir,
+    )
+}
+
+/// Imports `model` and compares every text of the expectations in `expected` (`name` for
+/// the report).
+pub(crate) fn check_against(model: &str, expected: &Path, name: &str) -> Diffs {
+    let expected_dir = name;
     let m =
         load::<B>(model, &Default::default()).unwrap_or_else(|e| panic!("importing {model}: {e}"));
-    let (expected, meta) =
-        read_expected(&fixture(&format!("hf/{expected_dir}/expected.safetensors")));
+    let (expected, meta) = read_expected(expected);
     let mut d = compare_text(&m, &expected, &meta, "");
     if meta.contains_key("second.text") {
         d = d.max(compare_text(&m, &expected, &meta, "second."));
