@@ -1,139 +1,176 @@
-//! llama.cpp GGUF models into sinkscope's transformer: the model config from the
-//! `{arch}.*` metadata, the tensors by llama.cpp's names (`blk.N.attn_q.weight`, …)
-//! dequantized to f32 with the Llama q/k rows un-permuted back to Hugging Face's rotary
-//! layout, and the tokenizer from `tokenizer.ggml.*`.
-//!
-//! Supported architectures: `llama` (which llama.cpp also uses for Mistral and SmolLM) and
-//! `qwen2` (q/k/v biases; written unpermuted, as its rotary is NeoX-style). Reading the
-//! file itself is [`crate::import::gguf`]'s job.
+//! llama.cpp GGUF models through the same family tables as Hugging Face checkpoints:
+//! `general.architecture` names a family ([`ARCHITECTURES`]), the `{arch}.*` metadata is
+//! read into the [`HfConfig`] fields the family reads, and [`GgufSource`] hands the
+//! tensors out under their Hugging Face names, dequantized to f32, with what llama.cpp's
+//! `convert_hf_to_gguf.py` changed undone (Llama's q/k row permutation, Gemma's norms
+//! stored as `1 + w`, GPT-2's Conv1D weights transposed). The one family list then serves
+//! both formats. Reading the file itself is [`crate::import::gguf`]'s job.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::Result;
 use crate::import::error::ImportErrorKind;
-use crate::import::families::{rule, How, Qkv, Rule, Table};
+use crate::import::families::{self, Family, Table};
 use crate::import::gguf::{GgufErrorKind, GgufFile};
+use crate::import::hf_config::{HfConfig, RopeParams};
 use crate::import::source::TensorSource;
 use crate::import::tokenizer::GgufVocab;
-use crate::model::config::RopeScaling;
-use crate::model::{Arch, BlockKind, MlpKind, ModelConfig, NormKind, PositionConfig, PositionKind};
+use crate::import::transform::{self, Op};
+use crate::model::ModelConfig;
 
-/// `general.architecture` values sinkscope imports.
-pub const ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+/// One GGUF architecture: the Hugging Face family it was converted from, and how the
+/// converter named and changed its tensors.
+pub struct GgufArch {
+    /// `general.architecture`.
+    pub name: &'static str,
+    /// The Hugging Face `model_type` whose family reads it.
+    pub model_type: &'static str,
+    /// Hugging Face prefix of block `i`'s tensors (`{i}` for the index).
+    block_prefix: &'static str,
+    /// GGUF names outside the blocks → Hugging Face names.
+    top: &'static [(&'static str, &'static str)],
+    /// GGUF block tensor stems (`attn_q`) → Hugging Face module paths (`self_attn.q_proj`).
+    blocks: &'static [(&'static str, &'static str)],
+    /// q/k rows permuted for llama.cpp's interleaved rotary (Llama, Mistral).
+    permuted_qk: bool,
+    /// Norm weights stored as `1 + w` (Gemma family).
+    norms_plus_one: bool,
+    /// 2-D block weights stored transposed (GPT-2's Conv1D).
+    transposed: bool,
+}
 
-/// Tensors every supported architecture names alike.
-const COMMON: &[Rule] = &[
-    rule("embed.weight", "token_embd.weight", How::Copy),
-    rule(
-        "blocks.{i}.attn_norm.weight",
-        "blk.{i}.attn_norm.weight",
-        How::Copy,
-    ),
-    rule(
-        "blocks.{i}.attn.v.weight",
-        "blk.{i}.attn_v.weight",
-        How::Linear,
-    ),
-    rule("blocks.{i}.attn.v.bias", "blk.{i}.attn_v.bias", How::Copy),
-    rule(
-        "blocks.{i}.attn.o.weight",
-        "blk.{i}.attn_output.weight",
-        How::Linear,
-    ),
-    rule(
-        "blocks.{i}.attn.o.bias",
-        "blk.{i}.attn_output.bias",
-        How::Copy,
-    ),
-    rule(
-        "blocks.{i}.mlp_norm.weight",
-        "blk.{i}.ffn_norm.weight",
-        How::Copy,
-    ),
-    rule(
-        "blocks.{i}.mlp.gate.weight",
-        "blk.{i}.ffn_gate.weight",
-        How::Linear,
-    ),
-    rule(
-        "blocks.{i}.mlp.up.weight",
-        "blk.{i}.ffn_up.weight",
-        How::Linear,
-    ),
-    rule(
-        "blocks.{i}.mlp.down.weight",
-        "blk.{i}.ffn_down.weight",
-        How::Linear,
-    ),
-    rule("final_norm.weight", "output_norm.weight", How::Copy),
-    rule("lm_head.weight", "output.weight", How::Linear),
+const LLAMA_TOP: &[(&str, &str)] = &[
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
 ];
 
-/// llama.cpp permutes Llama q/k rows for its interleaved rotary kernel.
-const PERMUTED_QK: &[Rule] = &[
-    rule(
-        "blocks.{i}.attn.q.weight",
-        "blk.{i}.attn_q.weight",
-        How::LlamaCppQk(Qkv::Q),
-    ),
-    rule(
-        "blocks.{i}.attn.q.bias",
-        "blk.{i}.attn_q.bias",
-        How::LlamaCppQk(Qkv::Q),
-    ),
-    rule(
-        "blocks.{i}.attn.k.weight",
-        "blk.{i}.attn_k.weight",
-        How::LlamaCppQk(Qkv::K),
-    ),
-    rule(
-        "blocks.{i}.attn.k.bias",
-        "blk.{i}.attn_k.bias",
-        How::LlamaCppQk(Qkv::K),
-    ),
+const LLAMA_BLOCKS: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
 ];
 
-/// Architectures with NeoX-style rotary (Qwen2) are written as Hugging Face has them.
-const PLAIN_QK: &[Rule] = &[
-    rule(
-        "blocks.{i}.attn.q.weight",
-        "blk.{i}.attn_q.weight",
-        How::Linear,
-    ),
-    rule("blocks.{i}.attn.q.bias", "blk.{i}.attn_q.bias", How::Copy),
-    rule(
-        "blocks.{i}.attn.k.weight",
-        "blk.{i}.attn_k.weight",
-        How::Linear,
-    ),
-    rule("blocks.{i}.attn.k.bias", "blk.{i}.attn_k.bias", How::Copy),
+const GEMMA2_BLOCKS: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+    ("post_attention_norm", "post_attention_layernorm"),
+    ("ffn_norm", "pre_feedforward_layernorm"),
+    ("post_ffw_norm", "post_feedforward_layernorm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
 ];
 
-/// Ignorable: none. (`rope_freqs.weight`, Llama 3's frequency factors, is refused in the
-/// config instead: the model could not honour it.)
-static LLAMA: Table = Table {
-    rules: &[COMMON, PERMUTED_QK],
-    body_prefix: "",
-    aliases: &[],
-    ignored: &[],
-    tied_copies: &["output.weight"],
-};
+const PHI3_BLOCKS: &[(&str, &str)] = &[
+    ("attn_norm", "input_layernorm"),
+    ("attn_qkv", "self_attn.qkv_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("ffn_up", "mlp.gate_up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
 
-static QWEN2: Table = Table {
-    rules: &[COMMON, PLAIN_QK],
-    body_prefix: "",
-    aliases: &[],
-    ignored: &[],
-    tied_copies: &["output.weight"],
-};
+const GPT2_TOP: &[(&str, &str)] = &[
+    ("token_embd", "transformer.wte"),
+    ("position_embd", "transformer.wpe"),
+    ("output_norm", "transformer.ln_f"),
+    ("output", "lm_head"),
+];
 
-/// The tensor table for an architecture checked by [`config`].
-pub fn table(arch: &str) -> &'static Table {
-    if arch == "qwen2" {
-        &QWEN2
-    } else {
-        &LLAMA
+const GPT2_BLOCKS: &[(&str, &str)] = &[
+    ("attn_norm", "ln_1"),
+    ("attn_qkv", "attn.c_attn"),
+    ("attn_output", "attn.c_proj"),
+    ("ffn_norm", "ln_2"),
+    ("ffn_up", "mlp.c_fc"),
+    ("ffn_down", "mlp.c_proj"),
+];
+
+const fn arch(
+    name: &'static str,
+    model_type: &'static str,
+    blocks: &'static [(&'static str, &'static str)],
+) -> GgufArch {
+    GgufArch {
+        name,
+        model_type,
+        block_prefix: "model.layers.{i}.",
+        top: LLAMA_TOP,
+        blocks,
+        permuted_qk: false,
+        norms_plus_one: false,
+        transposed: false,
     }
+}
+
+/// `general.architecture` values sinkscope imports, each onto a Hugging Face family.
+pub const ARCHITECTURES: &[GgufArch] = &[
+    GgufArch {
+        permuted_qk: true,
+        ..arch("llama", "llama", LLAMA_BLOCKS)
+    },
+    arch("qwen2", "qwen2", LLAMA_BLOCKS),
+    arch("qwen3", "qwen3", LLAMA_BLOCKS),
+    GgufArch {
+        norms_plus_one: true,
+        ..arch("gemma", "gemma", LLAMA_BLOCKS)
+    },
+    GgufArch {
+        norms_plus_one: true,
+        ..arch("gemma2", "gemma2", GEMMA2_BLOCKS)
+    },
+    GgufArch {
+        norms_plus_one: true,
+        ..arch("gemma3", "gemma3_text", GEMMA2_BLOCKS)
+    },
+    arch("phi3", "phi3", PHI3_BLOCKS),
+    GgufArch {
+        block_prefix: "transformer.h.{i}.",
+        top: GPT2_TOP,
+        transposed: true,
+        ..arch("gpt2", "gpt2", GPT2_BLOCKS)
+    },
+];
+
+/// The architecture entry of a file, or an error listing the supported ones.
+pub fn architecture(file: &GgufFile) -> Result<&'static GgufArch> {
+    let name = file.architecture()?;
+    ARCHITECTURES
+        .iter()
+        .find(|a| a.name == name)
+        .ok_or_else(|| {
+            ImportErrorKind::UnknownModelType {
+                found: format!("{name} (GGUF general.architecture)"),
+                supported: ARCHITECTURES.iter().map(|a| a.name.to_string()).collect(),
+            }
+            .at(file.path())
+            .into()
+        })
+}
+
+fn family(a: &GgufArch) -> &'static Family {
+    families::by_model_type(a.model_type).expect("every GGUF architecture names a family")
+}
+
+/// The tensor table of a file's family.
+pub fn table(file: &GgufFile) -> Result<&'static Table> {
+    let a = architecture(file)?;
+    Ok((family(a).table)(&hf_config(file, a)?))
 }
 
 fn config_error(path: &Path, field: &str, message: impl Into<String>) -> crate::Error {
@@ -145,32 +182,22 @@ fn config_error(path: &Path, field: &str, message: impl Into<String>) -> crate::
     .into()
 }
 
-/// The sinkscope config a GGUF file's metadata describes.
-pub fn config(file: &GgufFile) -> Result<ModelConfig> {
+/// The Hugging Face config fields that `{arch}.*` metadata carries, as llama.cpp reads
+/// them (its rules where GGUF stores nothing: Gemma's score scale, Gemma 3's local θ).
+fn hf_config(file: &GgufFile, a: &GgufArch) -> Result<HfConfig> {
     let path = file.path();
-    let arch = file.architecture()?;
-    if !ARCHITECTURES.contains(&arch) {
-        return Err(ImportErrorKind::UnknownModelType {
-            found: format!("{arch} (GGUF general.architecture)"),
-            supported: ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
-        }
-        .at(path)
-        .into());
-    }
     let m = file.metadata();
-    let key = |k: &str| format!("{arch}.{k}");
+    let key = |k: &str| format!("{}.{k}", a.name);
     let d: usize = m.value(&key("embedding_length"))?;
     let heads: usize = m.value(&key("attention.head_count"))?;
-    let kv: usize = m
-        .value_opt(&key("attention.head_count_kv"))?
-        .unwrap_or(heads);
+    let layers: usize = m.value(&key("block_count"))?;
     let head_dim: usize = m
         .value_opt(&key("attention.key_length"))?
         .unwrap_or(d / heads.max(1));
-    let rotary: usize = m
-        .value_opt(&key("rope.dimension_count"))?
-        .unwrap_or(head_dim);
-    check_rotary_dim(path, &key("rope.dimension_count"), rotary, head_dim)?;
+    let rotary: Option<usize> = m.value_opt(&key("rope.dimension_count"))?;
+    if let Some(r) = rotary {
+        check_rotary_dim(path, &key("rope.dimension_count"), r, head_dim)?;
+    }
     let vocab: usize = match m.value_opt(&key("vocab_size"))? {
         Some(v) => v,
         None => file.tensor_info("token_embd.weight")?.shape()[0],
@@ -185,10 +212,8 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
     let scaling = match m.value_opt::<&str>(&key("rope.scaling.type"))? {
         None | Some("none") => m
             .value_opt::<f64>(&key("rope.scale_linear"))?
-            .map(|factor| RopeScaling::Linear { factor }),
-        Some("linear") => Some(RopeScaling::Linear {
-            factor: m.value(&key("rope.scaling.factor"))?,
-        }),
+            .map(|factor| ("linear", factor)),
+        Some("linear") => Some(("linear", m.value(&key("rope.scaling.factor"))?)),
         Some(other) => {
             return Err(config_error(
                 path,
@@ -197,33 +222,48 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
             ))
         }
     };
+    let rope = RopeParams {
+        rope_type: Some(scaling.map_or("default", |s| s.0).to_string()),
+        factor: scaling.map(|s| s.1),
+        ..RopeParams::default()
+    };
     let has = |name: &str| file.tensor_info(name).is_ok();
-    Ok(ModelConfig {
-        arch: Arch::Decoder,
-        vocab_size: vocab,
-        d_model: d,
-        n_layers: m.value(&key("block_count"))?,
-        n_heads: heads,
-        n_kv_heads: Some(kv),
+    // llama.cpp scales Gemma 2/3 scores by 1/√head_dim, except the 27B models (46 and 62
+    // layers) by 1/√(d / heads), as their query_pre_attn_scalar says.
+    let query_pre_attn_scalar = match (a.name, layers) {
+        ("gemma2", 46) | ("gemma3", 62) => Some((d / heads.max(1)) as f64),
+        ("gemma2" | "gemma3", _) => Some(head_dim as f64),
+        _ => None,
+    };
+    let eps: Option<f64> = m.value_opt(&key("attention.layer_norm_rms_epsilon"))?;
+    let ln_eps: Option<f64> = m.value_opt(&key("attention.layer_norm_epsilon"))?;
+    Ok(HfConfig {
+        model_type: Some(a.model_type.to_string()),
+        vocab_size: Some(vocab),
+        hidden_size: Some(d),
+        num_hidden_layers: Some(layers),
+        num_attention_heads: Some(heads),
+        num_key_value_heads: Some(
+            m.value_opt(&key("attention.head_count_kv"))?
+                .unwrap_or(heads),
+        ),
         head_dim: Some(head_dim),
-        d_ff: m.value(&key("feed_forward_length"))?,
-        max_seq_len: m.value(&key("context_length"))?,
-        position: PositionConfig {
-            kind: PositionKind::Rope,
-            base: m.value_opt(&key("rope.freq_base"))?.unwrap_or(10_000.0),
-            fraction: rotary as f64 / head_dim as f64,
-            scaling,
-            ..PositionConfig::default()
-        },
-        norm: NormKind::Rms,
-        norm_eps: m.value(&key("attention.layer_norm_rms_epsilon"))?,
-        block: BlockKind::Pre,
-        mlp: MlpKind::Swiglu,
-        qkv_bias: has("blk.0.attn_q.bias"),
-        out_bias: has("blk.0.attn_output.bias"),
-        tie_embeddings: !has("output.weight"),
-        final_norm: true,
-        ..ModelConfig::default()
+        intermediate_size: Some(m.value(&key("feed_forward_length"))?),
+        max_position_embeddings: Some(m.value(&key("context_length"))?),
+        rms_norm_eps: eps,
+        layer_norm_eps: ln_eps,
+        tie_word_embeddings: Some(!has("output.weight") || a.name == "gpt2"),
+        rope_theta: m.value_opt(&key("rope.freq_base"))?,
+        rope_scaling: Some(rope),
+        partial_rotary_factor: rotary.map(|r| r as f64 / head_dim as f64),
+        attention_bias: Some(has("blk.0.attn_q.bias") || has("blk.0.attn_qkv.bias")),
+        sliding_window: m.value_opt(&key("attention.sliding_window"))?,
+        attn_logit_softcapping: m.value_opt(&key("attn_logit_softcapping"))?,
+        final_logit_softcapping: m.value_opt(&key("final_logit_softcapping"))?,
+        query_pre_attn_scalar,
+        // llama.cpp's Gemma 3: local layers at θ 10 000, unscaled.
+        rope_local_base_freq: (a.name == "gemma3").then_some(10_000.0),
+        ..HfConfig::default()
     })
 }
 
@@ -277,6 +317,13 @@ fn check_vocab(path: &Path, v: &GgufVocab) -> Result<()> {
     Ok(())
 }
 
+/// The sinkscope config a GGUF file's metadata describes, through its family.
+pub fn config(file: &GgufFile) -> Result<ModelConfig> {
+    let a = architecture(file)?;
+    let hf = hf_config(file, a)?;
+    Ok((family(a).config)(&hf).map_err(|e| HfConfig::error_at(file.path(), e))?)
+}
+
 /// The tokenizer description in `tokenizer.ggml.*` (empty vocabulary if there is none).
 pub fn vocab(file: &GgufFile) -> Result<GgufVocab> {
     let m = file.metadata();
@@ -314,24 +361,101 @@ pub fn vocab(file: &GgufFile) -> Result<GgufVocab> {
     Ok(vocab)
 }
 
-/// A GGUF file as a [`TensorSource`]; dequantization happens per tensor, on read.
-pub struct GgufSource(pub GgufFile);
+/// A GGUF file as the Hugging Face checkpoint it was converted from: tensors under their
+/// Hugging Face names, the converter's changes undone, dequantized per tensor on read.
+/// Tensors the architecture does not name keep their GGUF names (and are reported unused).
+pub struct GgufSource {
+    file: GgufFile,
+    /// Hugging Face name → (GGUF name, steps that undo the converter).
+    names: BTreeMap<String, (String, Vec<Op>)>,
+}
+
+impl GgufSource {
+    /// Maps `file`'s tensors onto Hugging Face names.
+    pub fn new(file: GgufFile) -> Result<Self> {
+        let a = architecture(&file)?;
+        let m = file.metadata();
+        let heads: usize = m.value(&format!("{}.attention.head_count", a.name))?;
+        let kv: usize = m
+            .value_opt(&format!("{}.attention.head_count_kv", a.name))?
+            .unwrap_or(heads);
+        let mut names = BTreeMap::new();
+        for t in file.tensors() {
+            let gguf = t.name().to_string();
+            let Some((stem, kind)) = gguf.rsplit_once('.') else {
+                continue;
+            };
+            let (hf, block_stem) = match stem.strip_prefix("blk.").and_then(|r| r.split_once('.')) {
+                Some((i, rest)) => {
+                    let Some((_, path)) = a.blocks.iter().find(|(g, _)| *g == rest) else {
+                        continue;
+                    };
+                    (
+                        format!("{}{path}.{kind}", a.block_prefix.replace("{i}", i)),
+                        Some(rest),
+                    )
+                }
+                None => {
+                    let Some((_, hf)) = a.top.iter().find(|(g, _)| *g == stem) else {
+                        continue;
+                    };
+                    (format!("{hf}.{kind}"), None)
+                }
+            };
+            let mut ops = Vec::new();
+            if a.permuted_qk {
+                match block_stem {
+                    Some("attn_q") => ops.push(Op::Unpermute(heads)),
+                    Some("attn_k") => ops.push(Op::Unpermute(kv)),
+                    _ => {}
+                }
+            }
+            if a.norms_plus_one && stem.ends_with("norm") && kind == "weight" {
+                ops.push(Op::SubOne);
+            }
+            if a.transposed && block_stem.is_some() && kind == "weight" && t.shape().len() == 2 {
+                ops.push(Op::Transpose);
+            }
+            names.insert(hf, (gguf, ops));
+        }
+        Ok(Self { file, names })
+    }
+
+    /// The GGUF tensor behind `name` and the steps from it, if `name` is a mapped one.
+    fn lookup<'a>(&'a self, name: &'a str) -> (&'a str, &'a [Op]) {
+        match self.names.get(name) {
+            Some((gguf, ops)) => (gguf, ops),
+            None => (name, &[]),
+        }
+    }
+}
 
 impl TensorSource for GgufSource {
     fn names(&self) -> Vec<String> {
-        self.0
-            .tensors()
-            .iter()
-            .map(|t| t.name().to_string())
+        let mapped: std::collections::BTreeSet<&str> =
+            self.names.values().map(|(g, _)| g.as_str()).collect();
+        self.names
+            .keys()
+            .cloned()
+            .chain(
+                self.file
+                    .tensors()
+                    .iter()
+                    .map(|t| t.name())
+                    .filter(|n| !mapped.contains(n))
+                    .map(str::to_string),
+            )
             .collect()
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.0.tensor_info(name).ok().map(|t| t.shape())
+        let (gguf, ops) = self.lookup(name);
+        let shape = self.file.tensor_info(gguf).ok()?.shape();
+        transform::derive_shape(&shape, ops).ok()
     }
 
     fn origin(&self) -> PathBuf {
-        self.0.path().to_path_buf()
+        self.file.path().to_path_buf()
     }
 
     fn file_of(&self, _name: &str) -> PathBuf {
@@ -339,20 +463,27 @@ impl TensorSource for GgufSource {
     }
 
     fn check_readable(&self, name: &str) -> Result<()> {
-        let info = self.0.tensor_info(name)?;
+        let (gguf, _) = self.lookup(name);
+        let info = self.file.tensor_info(gguf)?;
         if info.ggml_type().is_supported() {
             Ok(())
         } else {
             Err(GgufErrorKind::UnsupportedGgmlType {
-                tensor: name.to_string(),
+                tensor: gguf.to_string(),
                 ggml_type: info.ggml_type(),
             }
-            .at(self.0.path())
+            .at(self.file.path())
             .into())
         }
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
-        Ok(self.0.tensor_f32(name)?.0)
+        let (gguf, ops) = self.lookup(name);
+        let (data, _) = self.file.tensor_f32(gguf)?;
+        let shape = self.file.tensor_info(gguf)?.shape();
+        let (data, _) = transform::apply(data, shape, ops).map_err(|e| {
+            ImportErrorKind::Apply(format!("tensor `{gguf}`: {e}")).at(self.file.path())
+        })?;
+        Ok(data)
     }
 }

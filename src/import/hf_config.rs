@@ -16,7 +16,7 @@ use serde_json::Value;
 use crate::import::error::{ImportError, ImportErrorKind};
 use crate::import::json::read_json;
 use crate::model::config::RopeScaling;
-use crate::model::{Arch, MlpKind, ModelConfig, PositionConfig, PositionKind};
+use crate::model::{Arch, LayerOverride, MlpKind, ModelConfig, PositionConfig, PositionKind};
 
 /// The rotary dict of `rope_scaling` (legacy) or `rope_parameters` (transformers 5).
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -104,8 +104,14 @@ pub struct HfConfig {
     pub rotary_emb_base: Option<f64>,
     /// Rotary scaling, legacy spelling (null when none).
     pub rope_scaling: Option<RopeParams>,
-    /// Rotary settings, transformers 5 spelling.
-    pub rope_parameters: Option<RopeParams>,
+    /// Rotary settings, transformers 5 spelling (one dict, or one per layer type).
+    pub rope_parameters: Option<RopeParamsField>,
+    /// θ of the local layers, legacy spelling (Gemma 3).
+    pub rope_local_base_freq: Option<f64>,
+    /// θ of the local layers, legacy spelling (ModernBERT).
+    pub local_rope_theta: Option<f64>,
+    /// θ of the global layers, legacy spelling (ModernBERT).
+    pub global_rope_theta: Option<f64>,
     /// Rotated share of each head (Phi).
     pub partial_rotary_factor: Option<f64>,
     /// Rotated share of each head (GPT-NeoX).
@@ -120,6 +126,32 @@ pub struct HfConfig {
     pub use_sliding_window: Option<bool>,
     /// Per-layer attention kinds (`full_attention`, `sliding_attention`), transformers 5.
     pub layer_types: Option<Vec<String>>,
+    /// Every n-th layer global, the others sliding (Gemma 3 before `layer_types`).
+    pub sliding_window_pattern: Option<usize>,
+    /// Qwen2/Qwen3: layers from this index on slide (before `layer_types`).
+    pub max_window_layers: Option<usize>,
+    /// SmolLM3: 1 where a layer uses RoPE, 0 where it is NoPE.
+    pub no_rope_layers: Option<Vec<u8>>,
+    /// SmolLM3: every n-th layer NoPE when `no_rope_layers` is absent.
+    pub no_rope_layer_interval: Option<usize>,
+    /// Gemma 2/3: scores scaled by `query_pre_attn_scalar^-1/2` instead of `head_dim^-1/2`.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Gemma 2: attention-logit soft-capping.
+    pub attn_logit_softcapping: Option<f64>,
+    /// Gemma 2: final-logit soft-capping.
+    pub final_logit_softcapping: Option<f64>,
+    /// ModernBERT: every n-th layer global (before `layer_types`).
+    pub global_attn_every_n_layers: Option<usize>,
+    /// ModernBERT: the local layers' window (keys within half of it either side).
+    pub local_attention: Option<usize>,
+    /// ModernBERT: biases on the LayerNorms.
+    pub norm_bias: Option<bool>,
+    /// ModernBERT: bias of the MLM head's dense layer.
+    pub classifier_bias: Option<bool>,
+    /// ModernBERT: bias of the MLM decoder.
+    pub decoder_bias: Option<bool>,
+    /// ModernBERT: activation of the MLM head.
+    pub classifier_activation: Option<String>,
     /// Segment embeddings (BERT 2, RoBERTa 1).
     pub type_vocab_size: Option<usize>,
     /// RoBERTa counts positions from `pad_token_id + 1`.
@@ -137,6 +169,21 @@ pub struct HfConfig {
     /// BERT: `absolute` (relative variants are not supported).
     pub position_embedding_type: Option<String>,
 }
+
+/// `rope_parameters`: one dict (most families) or one per layer type (Gemma 3 and
+/// ModernBERT: `full_attention`, `sliding_attention`). The per-type form is tried first:
+/// a plain dict's values are not dicts, so it cannot be read as one.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RopeParamsField {
+    /// One dict per layer type.
+    PerType(std::collections::BTreeMap<String, RopeParams>),
+    /// One dict for every layer.
+    Flat(RopeParams),
+}
+
+/// The two layer types transformers 5 names.
+const LAYER_TYPES: &[&str] = &["full_attention", "sliding_attention"];
 
 /// A problem with one config field, before the file name is attached.
 pub type FieldError = (String, String);
@@ -164,8 +211,6 @@ impl HfConfig {
     /// family sets its switches (norm, block layout, MLP, biases, ties) over this.
     pub fn rotary_decoder(&self, default_fraction: f64) -> Result<ModelConfig, FieldError> {
         let (d, heads) = (self.d_model()?, self.n_heads()?);
-        let head_dim = self.head_dim.unwrap_or(d / heads.max(1));
-        let rope = self.rope(10_000.0)?;
         Ok(ModelConfig {
             arch: Arch::Decoder,
             vocab_size: self.vocab_size()?,
@@ -176,16 +221,28 @@ impl HfConfig {
             head_dim: self.head_dim,
             d_ff: self.d_ff()?,
             max_seq_len: self.max_positions()?,
-            position: PositionConfig {
-                kind: PositionKind::Rope,
-                base: rope.base,
-                fraction: rotary_fraction(head_dim, rope.fraction.unwrap_or(default_fraction)),
-                scaling: rope.scaling,
-                ..PositionConfig::default()
-            },
+            position: self.rotary_position(self.rope(10_000.0)?, default_fraction)?,
             norm_eps: self.norm_eps()?,
             final_norm: true,
             ..ModelConfig::default()
+        })
+    }
+
+    /// RoPE as sinkscope stores it: `rope` over this config's head width, rotating
+    /// `default_fraction` of each head when the config names no share.
+    pub fn rotary_position(
+        &self,
+        rope: Rope,
+        default_fraction: f64,
+    ) -> Result<PositionConfig, FieldError> {
+        let (d, heads) = (self.d_model()?, self.n_heads()?);
+        let head_dim = self.head_dim.unwrap_or(d / heads.max(1));
+        Ok(PositionConfig {
+            kind: PositionKind::Rope,
+            base: rope.base,
+            fraction: rotary_fraction(head_dim, rope.fraction.unwrap_or(default_fraction)),
+            scaling: rope.scaling,
+            ..PositionConfig::default()
         })
     }
 
@@ -263,19 +320,115 @@ impl HfConfig {
         }
     }
 
-    /// Rotary settings from either spelling; `default_base` when no θ is given.
-    /// Rules other than default, linear, dynamic and llama3 are errors.
+    /// Rotary settings of the global (`full_attention`) layers from either spelling;
+    /// `default_base` when no θ is given. Rules other than default, linear, dynamic and
+    /// llama3 are errors.
     pub fn rope(&self, default_base: f64) -> Result<Rope, FieldError> {
-        let (params, field) = match (&self.rope_parameters, &self.rope_scaling) {
-            (Some(p), _) => (p.clone(), "rope_parameters"),
-            (None, Some(s)) => (s.clone(), "rope_scaling"),
-            (None, None) => (RopeParams::default(), "rope_scaling"),
-        };
-        let base = params
+        let legacy_base = self
             .rope_theta
-            .or(self.rope_theta)
-            .or(self.rotary_emb_base)
-            .unwrap_or(default_base);
+            .or(self.global_rope_theta)
+            .or(self.rotary_emb_base);
+        match &self.rope_parameters {
+            Some(RopeParamsField::PerType(map)) => {
+                let params = map.get("full_attention").cloned().unwrap_or_default();
+                self.rope_from(
+                    &params,
+                    "rope_parameters.full_attention",
+                    legacy_base,
+                    default_base,
+                )
+            }
+            Some(RopeParamsField::Flat(p)) => {
+                self.rope_from(p, "rope_parameters", legacy_base, default_base)
+            }
+            None => {
+                let params = self.rope_scaling.clone().unwrap_or_default();
+                self.rope_from(&params, "rope_scaling", legacy_base, default_base)
+            }
+        }
+    }
+
+    /// Rotary settings of the local (`sliding_attention`) layers of Gemma 3 and ModernBERT:
+    /// their own dict, or the legacy `rope_local_base_freq` / `local_rope_theta` without
+    /// scaling; `default_base` when neither names θ.
+    pub fn local_rope(&self, default_base: f64) -> Result<Rope, FieldError> {
+        let legacy_base = self.rope_local_base_freq.or(self.local_rope_theta);
+        let params = match &self.rope_parameters {
+            Some(RopeParamsField::PerType(map)) => {
+                map.get("sliding_attention").cloned().unwrap_or_default()
+            }
+            _ => RopeParams::default(),
+        };
+        let fraction = self.partial_rotary_factor;
+        let mut rope = self.rope_from(
+            &params,
+            "rope_parameters.sliding_attention",
+            legacy_base,
+            default_base,
+        )?;
+        rope.fraction = rope.fraction.or(fraction);
+        Ok(rope)
+    }
+
+    /// The layer types: `layer_types` if the config lists them (checked against the layer
+    /// count and the two known kinds), else `default(i)` for each layer `i` (each family's
+    /// rule from before `layer_types`).
+    pub fn layer_types(
+        &self,
+        default: impl Fn(usize) -> &'static str,
+    ) -> Result<Vec<String>, FieldError> {
+        let n = self.n_layers()?;
+        let Some(types) = &self.layer_types else {
+            return Ok((0..n).map(|i| default(i).to_string()).collect());
+        };
+        if types.len() != n {
+            return Err(field_error(
+                "layer_types",
+                format!("lists {} layers, the model has {n}", types.len()),
+            ));
+        }
+        if let Some(bad) = types.iter().find(|t| !LAYER_TYPES.contains(&t.as_str())) {
+            return Err(field_error(
+                "layer_types",
+                format!("layer type `{bad}` is not supported (supported: full_attention, sliding_attention)"),
+            ));
+        }
+        Ok(types.clone())
+    }
+
+    /// The override that gives the `sliding_attention` layers of `types` their window
+    /// and (if it differs from the model's) their position encoding; none if no layer
+    /// slides or nothing differs.
+    pub fn sliding_layers(
+        types: &[String],
+        window: Option<usize>,
+        position: Option<PositionConfig>,
+    ) -> Vec<LayerOverride> {
+        let layers: Vec<usize> = types
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| *t == "sliding_attention")
+            .map(|(i, _)| i)
+            .collect();
+        if layers.is_empty() || (window.is_none() && position.is_none()) {
+            return Vec::new();
+        }
+        vec![LayerOverride {
+            layers,
+            sliding_window: window,
+            position,
+            ..LayerOverride::default()
+        }]
+    }
+
+    fn rope_from(
+        &self,
+        params: &RopeParams,
+        field: &str,
+        legacy_base: Option<f64>,
+        default_base: f64,
+    ) -> Result<Rope, FieldError> {
+        let base = params.rope_theta.or(legacy_base).unwrap_or(default_base);
         let fraction = params
             .partial_rotary_factor
             .or(self.partial_rotary_factor)

@@ -159,11 +159,11 @@ pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Imported
     cfg.validate(&path.display().to_string())?;
     let arch = file.architecture()?.to_string();
     let tokenizer = TextTokenizer::from_gguf_vocab(gguf_model::vocab(&file)?, path)?;
-    let table = gguf_model::table(&arch);
+    let table = gguf_model::table(&file)?;
     let model = weights::load_weights(
         &cfg,
         &table.bindings(cfg.n_layers),
-        Rc::new(GgufSource(file)),
+        Rc::new(GgufSource::new(file)?),
         &|name| table.is_ignorable(name, cfg.tie_embeddings),
         &format!("GGUF {arch}"),
         device,

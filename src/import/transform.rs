@@ -21,6 +21,8 @@ pub enum Op {
     Cols(Range<usize>),
     /// `w` → `1 + w`: Gemma's RMSNorm scale, folded into the weight.
     AddOne,
+    /// `w` → `w − 1`: undoes llama.cpp's converter, which stores Gemma's norms as `1 + w`.
+    SubOne,
     /// Undo llama.cpp's rotary row permutation with this many heads.
     Unpermute(usize),
 }
@@ -35,6 +37,7 @@ impl fmt::Display for Op {
             }
             Op::Cols(r) => write!(f, "take columns {}..{}", r.start, r.end),
             Op::AddOne => f.write_str("add 1"),
+            Op::SubOne => f.write_str("subtract 1"),
             Op::Unpermute(h) => write!(f, "un-permute rows over {h} heads"),
         }
     }
@@ -89,7 +92,7 @@ pub fn derive_shape(shape: &[usize], ops: &[Op]) -> Result<Vec<usize>, String> {
                 }
                 shape = vec![r, cols.len()];
             }
-            Op::AddOne => {}
+            Op::AddOne | Op::SubOne => {}
             Op::Unpermute(heads) => {
                 let rows = shape.first().copied().unwrap_or(0);
                 if *heads == 0 || rows % (2 * heads) != 0 {
@@ -127,6 +130,10 @@ pub fn apply(
                 .collect(),
             Op::AddOne => {
                 data.iter_mut().for_each(|w| *w += 1.0);
+                data
+            }
+            Op::SubOne => {
+                data.iter_mut().for_each(|w| *w -= 1.0);
                 data
             }
             Op::Unpermute(heads) => {

@@ -6,9 +6,10 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 use burn::tensor::activation;
 
-use crate::model::config::{ModelConfig, SoftmaxKind};
+use crate::model::config::{ModelConfig, NormKind, QkNorm, SoftmaxKind};
 use crate::model::init::Init;
 use crate::model::kernels;
+use crate::model::norm::Norm;
 use crate::model::position::{Rotary, RowRotation};
 
 /// Self-attention with grouped-query support (`n_kv_heads` dividing `n_heads`;
@@ -24,6 +25,10 @@ pub struct Attention<B: Backend> {
     pub v: Linear<B>,
     /// `[H·Dh, d]`.
     pub o: Linear<B>,
+    /// RMSNorm of the queries (per head `[Dh]`, or whole `[H·Dh]`), before the rotation.
+    pub q_norm: Option<Norm<B>>,
+    /// RMSNorm of the keys (per head `[Dh]`, or whole `[Hkv·Dh]`), before the rotation.
+    pub k_norm: Option<Norm<B>>,
     dropout: Dropout,
     #[module(skip)]
     n_heads: usize,
@@ -35,6 +40,8 @@ pub struct Attention<B: Backend> {
     scale: f64,
     #[module(skip)]
     softmax: SoftmaxKind,
+    #[module(skip)]
+    softcap: Option<f64>,
 }
 
 /// What every layer's attention shares within one forward pass, built once: the
@@ -76,7 +83,17 @@ impl<B: Backend> Attention<B> {
     /// Fresh attention; `out_std` for the output projection.
     pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
         let (h, kv, dh) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim());
+        let qk_norm = |heads: usize, init: &mut Init<B>| {
+            let width = match cfg.qk_norm {
+                QkNorm::None => return None,
+                QkNorm::PerHead => dh,
+                QkNorm::Full => heads * dh,
+            };
+            Some(Norm::new(NormKind::Rms, width, cfg.norm_eps, init))
+        };
         Self {
+            q_norm: qk_norm(h, init),
+            k_norm: qk_norm(kv, init),
             q: init.linear(cfg.d_model, h * dh, cfg.qkv_bias, std),
             k: init.linear(cfg.d_model, kv * dh, cfg.qkv_bias, std),
             v: init.linear(cfg.d_model, kv * dh, cfg.qkv_bias, std),
@@ -87,6 +104,7 @@ impl<B: Backend> Attention<B> {
             head_dim: dh,
             scale: cfg.attention_scale(),
             softmax: cfg.softmax,
+            softcap: cfg.attn_softcap,
         }
     }
 
@@ -112,6 +130,18 @@ impl<B: Backend> Attention<B> {
         let mut q = kernels::linear(x.clone(), &self.q);
         let mut k = kernels::linear(x.clone(), &self.k);
         let v = kernels::linear(x, &self.v);
+        // Norms over the last axis: a head's features (reshaped to rows) or the projection.
+        let normed = |y: Tensor<B, 2>, norm: &Option<Norm<B>>| match norm {
+            Some(n) => {
+                let [rows, width] = y.dims();
+                let w = n.weight.val().dims()[0];
+                n.forward(y.reshape([rows * width / w, w]))
+                    .reshape([rows, width])
+            }
+            None => y,
+        };
+        q = normed(q, &self.q_norm);
+        k = normed(k, &self.k_norm);
         // The score scale: folded into q's rotation tables, else into the product.
         let scale = match &ctx.rotation {
             Some((rq, rk)) => {
@@ -127,7 +157,10 @@ impl<B: Backend> Attention<B> {
             kernels::permute(k.reshape([b, t, kv, dh]), [0, 2, 3, 1]).reshape([b, kv, 1, dh, t]);
         let v =
             kernels::permute(v.reshape([b, t, kv, dh]), [0, 2, 1, 3]).reshape([b, kv, 1, t, dh]);
-        let scores = kernels::matmul(q, kt, scale).reshape([b, h, t, t]);
+        let mut scores = kernels::matmul(q, kt, scale).reshape([b, h, t, t]);
+        if let Some(cap) = self.softcap {
+            scores = (scores / cap).tanh() * cap;
+        }
         let probs = match self.softmax {
             SoftmaxKind::Standard => kernels::softmax(scores, score_bias),
             SoftmaxKind::Quiet => {

@@ -1,5 +1,5 @@
 //! One transformer block: attention and MLP joined to the residual stream in one of
-//! the four layouts of [`BlockKind`].
+//! the layouts of [`BlockKind`].
 
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
@@ -10,31 +10,59 @@ use crate::model::init::Init;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
 
-/// A block. `mlp_norm` is absent only in the shared-norm parallel layout (Phi-2).
+/// A block. `mlp_norm` is absent only in the shared-norm parallel layout (Phi-2),
+/// `attn_norm` only where the first block reads normalised embeddings (ModernBERT), the
+/// post-norms only outside the sandwich layout (Gemma 2/3).
 #[derive(Module, Debug)]
 pub struct Block<B: Backend> {
-    /// Norm before attention (pre/parallel) or after the attention residual (post).
-    pub attn_norm: Norm<B>,
+    /// Norm before attention (pre/parallel/sandwich), after the attention residual (post),
+    /// or on the attention output (post-branch).
+    pub attn_norm: Option<Norm<B>>,
     /// Self-attention.
     pub attn: Attention<B>,
-    /// Norm before the MLP (pre/parallel) or after the MLP residual (post).
+    /// Norm before the MLP (pre/parallel/sandwich), after the MLP residual (post), or on
+    /// the MLP output (post-branch).
     pub mlp_norm: Option<Norm<B>>,
     /// Feed-forward network.
     pub mlp: Mlp<B>,
+    /// Norm on the attention output before the residual add (sandwich).
+    pub attn_post_norm: Option<Norm<B>>,
+    /// Norm on the MLP output before the residual add (sandwich).
+    pub mlp_post_norm: Option<Norm<B>>,
     dropout: Dropout,
     #[module(skip)]
     kind: BlockKind,
 }
 
+/// `norm(x)`, or `x` where the norm is absent.
+fn apply<B: Backend>(norm: &Option<Norm<B>>, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    match norm {
+        Some(n) => n.forward(x),
+        None => x,
+    }
+}
+
 impl<B: Backend> Block<B> {
-    /// Fresh block; `out_std` scales the two projections back into the residual stream.
-    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
-        let norm = |init: &mut Init<B>| Norm::new(cfg.norm, cfg.d_model, cfg.norm_eps, init);
+    /// Fresh block `layer`; `out_std` scales the two projections back into the residual
+    /// stream.
+    pub fn init(
+        cfg: &ModelConfig,
+        layer: usize,
+        std: f64,
+        out_std: f64,
+        init: &mut Init<B>,
+    ) -> Self {
+        let norm = |init: &mut Init<B>| {
+            Norm::with_bias(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.norm_bias, init)
+        };
+        let sandwich = cfg.block == BlockKind::Sandwich;
         Self {
-            attn_norm: norm(init),
+            attn_norm: (layer > 0 || cfg.first_attn_norm).then(|| norm(init)),
             attn: Attention::init(cfg, std, out_std, init),
             mlp_norm: (cfg.block != BlockKind::ParallelShared).then(|| norm(init)),
             mlp: Mlp::init(cfg, std, out_std, init),
+            attn_post_norm: sandwich.then(|| norm(init)),
+            mlp_post_norm: sandwich.then(|| norm(init)),
             dropout: DropoutConfig::new(cfg.dropout).init(),
             kind: cfg.block,
         }
@@ -48,40 +76,39 @@ impl<B: Backend> Block<B> {
         score_bias: Option<Tensor<B, 4>>,
         keep_probs: bool,
     ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
-        let mlp_norm = |h: Tensor<B, 3>| match &self.mlp_norm {
-            Some(n) => n.forward(h),
-            None => h,
-        };
+        let attn_norm = |h: Tensor<B, 3>| apply(&self.attn_norm, h);
+        let mlp_norm = |h: Tensor<B, 3>| apply(&self.mlp_norm, h);
         match self.kind {
-            BlockKind::Pre => {
-                let (a, probs) = self.attn.forward(
-                    self.attn_norm.forward(x.clone()),
-                    ctx,
-                    score_bias,
-                    keep_probs,
-                );
-                let h = x + self.dropout.forward(a);
+            BlockKind::Pre | BlockKind::Sandwich => {
+                let (a, probs) =
+                    self.attn
+                        .forward(attn_norm(x.clone()), ctx, score_bias, keep_probs);
+                let h = x + self.dropout.forward(apply(&self.attn_post_norm, a));
                 let m = self.mlp.forward(mlp_norm(h.clone()));
+                let m = apply(&self.mlp_post_norm, m);
+                (h + self.dropout.forward(m), probs)
+            }
+            BlockKind::PostBranch => {
+                let (a, probs) = self.attn.forward(x.clone(), ctx, score_bias, keep_probs);
+                let h = x + self.dropout.forward(attn_norm(a));
+                let m = mlp_norm(self.mlp.forward(h.clone()));
                 (h + self.dropout.forward(m), probs)
             }
             BlockKind::Post => {
                 let (a, probs) = self.attn.forward(x.clone(), ctx, score_bias, keep_probs);
-                let h = self.attn_norm.forward(x + self.dropout.forward(a));
+                let h = attn_norm(x + self.dropout.forward(a));
                 let m = self.mlp.forward(h.clone());
                 (mlp_norm(h + self.dropout.forward(m)), probs)
             }
             BlockKind::Parallel => {
-                let (a, probs) = self.attn.forward(
-                    self.attn_norm.forward(x.clone()),
-                    ctx,
-                    score_bias,
-                    keep_probs,
-                );
+                let (a, probs) =
+                    self.attn
+                        .forward(attn_norm(x.clone()), ctx, score_bias, keep_probs);
                 let m = self.mlp.forward(mlp_norm(x.clone()));
                 (x + self.dropout.forward(a) + self.dropout.forward(m), probs)
             }
             BlockKind::ParallelShared => {
-                let h = self.attn_norm.forward(x.clone());
+                let h = attn_norm(x.clone());
                 let (a, probs) = self.attn.forward(h.clone(), ctx, score_bias, keep_probs);
                 let m = self.mlp.forward(h);
                 (x + self.dropout.forward(a) + self.dropout.forward(m), probs)

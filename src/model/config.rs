@@ -47,6 +47,12 @@ pub enum BlockKind {
     Parallel,
     /// `h = norm1(x); x += attn(h) + mlp(h)` (Phi-2, GPT-J: one shared norm).
     ParallelShared,
+    /// `x += post1(attn(norm1(x))); x += post2(mlp(norm2(x)))` (Gemma 2/3: norms on both
+    /// sides of each sublayer).
+    Sandwich,
+    /// `x += norm1(attn(x)); x += norm2(mlp(x))` (OLMo 2: norms on the sublayer outputs
+    /// only, before they join the residual stream).
+    PostBranch,
 }
 
 /// Feed-forward network: activation, and whether it is gated
@@ -150,6 +156,19 @@ pub enum RopeScaling {
     },
 }
 
+/// Where q and k are normalised (RMSNorm, before any rotation), if anywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum QkNorm {
+    /// No normalisation of q and k.
+    #[default]
+    None,
+    /// Over each head's `head_dim` features, one weight shared by the heads (Qwen3, Gemma 3).
+    PerHead,
+    /// Over the whole projection `H·Dh` (OLMo 2).
+    Full,
+}
+
 /// Position encoding settings. Flat, so a sweep can switch `kind` alone and keep
 /// the other fields; fields that a kind does not use are ignored by it.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -195,6 +214,45 @@ impl PositionConfig {
     pub fn is_absolute(&self) -> bool {
         matches!(self.kind, PositionKind::Learned | PositionKind::Sinusoidal)
     }
+}
+
+/// Settings that differ from the model's on some layers: interleaved local/global
+/// attention (Gemma 2/3, ModernBERT), two rotary bases (Gemma 3, ModernBERT), NoPE layers
+/// among RoPE ones (SmolLM3). A layer takes the model's settings, then those of every
+/// override that selects it, in order.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct LayerOverride {
+    /// Layers selected by index.
+    pub layers: Vec<usize>,
+    /// Also every `every`-th layer from `first` on (`first`, `first + every`, …).
+    pub every: Option<usize>,
+    /// The first layer `every` selects.
+    pub first: usize,
+    /// The position encoding of these layers (rotary with its own base, ALiBi or none;
+    /// absolute tables belong to the whole model).
+    pub position: Option<PositionConfig>,
+    /// A sliding window on these layers (see [`ModelConfig::sliding_window`]).
+    pub sliding_window: Option<usize>,
+}
+
+impl LayerOverride {
+    /// Whether this override applies to layer `i`.
+    pub fn selects(&self, i: usize) -> bool {
+        self.layers.contains(&i)
+            || self
+                .every
+                .is_some_and(|e| i >= self.first && (i - self.first).is_multiple_of(e.max(1)))
+    }
+}
+
+/// What one layer's attention uses after the overrides: its position encoding and window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LayerSpec {
+    /// The layer's position encoding.
+    pub position: PositionConfig,
+    /// The layer's sliding window.
+    pub sliding_window: Option<usize>,
 }
 
 /// A transformer, fully described by data.
@@ -255,8 +313,26 @@ pub struct ModelConfig {
     pub head_transform: bool,
     /// Dropout on attention probabilities and residual branches (training only).
     pub dropout: f64,
-    /// Causal sliding window (Mistral): query i sees keys i − w < j ≤ i. None: all past keys.
+    /// Sliding window. Decoders (Mistral, Gemma): query i sees keys i − w < j ≤ i;
+    /// encoders (ModernBERT's `local_attention`): keys with |i − j| ≤ w / 2. None: all keys.
     pub sliding_window: Option<usize>,
+    /// Normalisation of q and k before the rotation (Qwen3, Gemma 3, OLMo 2).
+    pub qk_norm: QkNorm,
+    /// Attention-logit soft-capping `c · tanh(s / c)` of the scaled scores, before the
+    /// mask and softmax (Gemma 2).
+    pub attn_softcap: Option<f64>,
+    /// Final-logit soft-capping `c · tanh(z / c)` (Gemma 2).
+    pub final_softcap: Option<f64>,
+    /// Whether the first block normalises its attention input (ModernBERT's layer 0 does
+    /// not: its embeddings are already normalised).
+    pub first_attn_norm: bool,
+    /// Whether LayerNorms carry a bias (ModernBERT's `norm_bias` is false).
+    pub norm_bias: bool,
+    /// Whether the head transform's dense layer has a bias (ModernBERT's
+    /// `classifier_bias` is false).
+    pub head_transform_bias: bool,
+    /// Per-layer settings (position encoding, window) that differ from the model's.
+    pub layers: Vec<LayerOverride>,
 }
 
 impl Default for ModelConfig {
@@ -290,6 +366,13 @@ impl Default for ModelConfig {
             head_transform: false,
             dropout: 0.0,
             sliding_window: None,
+            qk_norm: QkNorm::None,
+            attn_softcap: None,
+            final_softcap: None,
+            first_attn_norm: true,
+            norm_bias: true,
+            head_transform_bias: true,
+            layers: Vec::new(),
         }
     }
 }
@@ -313,7 +396,12 @@ impl ModelConfig {
 
     /// Rotated dimensions per head (even, as rotations act on pairs).
     pub fn rotary_dim(&self) -> usize {
-        let d = (self.head_dim() as f64 * self.position.fraction).round() as usize;
+        self.rotary_dim_of(&self.position)
+    }
+
+    /// Rotated dimensions per head under the position encoding `pos`.
+    pub fn rotary_dim_of(&self, pos: &PositionConfig) -> usize {
+        let d = (self.head_dim() as f64 * pos.fraction).round() as usize;
         d - d % 2
     }
 
@@ -322,13 +410,32 @@ impl ModelConfig {
         self.arch == Arch::Decoder
     }
 
-    /// Whether query `i` may attend to key `j` (before padding): the causal mask and
-    /// any sliding window.
-    pub fn can_attend(&self, i: usize, j: usize) -> bool {
-        if !self.is_causal() {
-            return true;
+    /// Layer `layer`'s position encoding and window, after the overrides.
+    pub fn layer(&self, layer: usize) -> LayerSpec {
+        let mut spec = LayerSpec {
+            position: self.position,
+            sliding_window: self.sliding_window,
+        };
+        for o in self.layers.iter().filter(|o| o.selects(layer)) {
+            if let Some(p) = o.position {
+                spec.position = p;
+            }
+            if let Some(w) = o.sliding_window {
+                spec.sliding_window = Some(w);
+            }
         }
-        j <= i && self.sliding_window.is_none_or(|w| i - j < w)
+        spec
+    }
+
+    /// Whether query `i` may attend to key `j` in layer `layer` (before padding): the
+    /// causal mask and that layer's sliding window.
+    pub fn can_attend(&self, layer: usize, i: usize, j: usize) -> bool {
+        let window = self.layer(layer).sliding_window;
+        if self.is_causal() {
+            j <= i && window.is_none_or(|w| i - j < w)
+        } else {
+            window.is_none_or(|w| i.abs_diff(j) <= w / 2)
+        }
     }
 
     /// Checks the switches fit together; `what` names the source (a recipe field or a
@@ -368,22 +475,35 @@ impl ModelConfig {
                 ),
             );
         }
-        if self.position.is_rotary() {
-            if !(0.0..=1.0).contains(&self.position.fraction) || self.position.fraction == 0.0 {
-                return bad("position.fraction", "must lie in (0, 1]".into());
-            }
-            if self.rotary_dim() < 2 {
+        self.validate_position(&self.position, "position", what)?;
+        for (n, o) in self.layers.iter().enumerate() {
+            if let Some(bad_layer) = o.layers.iter().find(|&&l| l >= self.n_layers) {
                 return bad(
-                    "position.fraction",
-                    "rotates fewer than 2 dimensions".into(),
+                    &format!("layers[{n}].layers"),
+                    format!(
+                        "layer {bad_layer} does not exist ({} layers)",
+                        self.n_layers
+                    ),
                 );
             }
-            if self.position.base <= 1.0 {
-                return bad("position.base", "must exceed 1".into());
+            if o.every == Some(0) {
+                return bad(&format!("layers[{n}].every"), "must be positive".into());
             }
-        }
-        if self.position.kind == PositionKind::NtkRope && self.position.factor < 1.0 {
-            return bad("position.factor", "NTK factor must be at least 1".into());
+            if let Some(p) = &o.position {
+                if p.is_absolute() {
+                    return bad(
+                        &format!("layers[{n}].position.kind"),
+                        "absolute positions belong to the whole model, not to a layer".into(),
+                    );
+                }
+                self.validate_position(p, &format!("layers[{n}].position"), what)?;
+            }
+            if o.sliding_window == Some(0) {
+                return bad(
+                    &format!("layers[{n}].sliding_window"),
+                    "must be positive".into(),
+                );
+            }
         }
         if !(0.0..1.0).contains(&self.dropout) {
             return bad("dropout", "must lie in [0, 1)".into());
@@ -391,8 +511,13 @@ impl ModelConfig {
         if self.sliding_window == Some(0) {
             return bad("sliding_window", "must be positive".into());
         }
-        if self.sliding_window.is_some() && !self.is_causal() {
-            return bad("sliding_window", "applies to decoders only".into());
+        for (field, cap) in [
+            ("attn_softcap", self.attn_softcap),
+            ("final_softcap", self.final_softcap),
+        ] {
+            if cap.is_some_and(|c| c.is_nan() || c <= 0.0) {
+                return bad(field, "must be positive".into());
+            }
         }
         if !(self.norm_eps > 0.0 && self.norm_eps < 1.0) {
             return bad("norm_eps", format!("{} is not in (0, 1)", self.norm_eps));
@@ -449,6 +574,26 @@ impl PositionConfig {
                     return Err(("scaling.original_max", "must be positive".into()));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Checks one position encoding (the model's, or a layer override's named `field`).
+    fn validate_position(&self, pos: &PositionConfig, field: &str, what: &str) -> Result<()> {
+        let bad = |sub: &str, msg: &str| Err(Error::config(what, &format!("{field}.{sub}"), msg));
+        if pos.is_rotary() {
+            if !(0.0..=1.0).contains(&pos.fraction) || pos.fraction == 0.0 {
+                return bad("fraction", "must lie in (0, 1]");
+            }
+            if self.rotary_dim_of(pos) < 2 {
+                return bad("fraction", "rotates fewer than 2 dimensions");
+            }
+            if pos.base.is_nan() || pos.base <= 1.0 {
+                return bad("base", "must exceed 1");
+            }
+        }
+        if pos.kind == PositionKind::NtkRope && (pos.factor.is_nan() || pos.factor < 1.0) {
+            return bad("factor", "NTK factor must be at least 1");
         }
         Ok(())
     }

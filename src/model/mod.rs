@@ -15,6 +15,7 @@ pub mod position;
 pub mod transformer;
 
 pub use config::{
-    Arch, BlockKind, MlpKind, ModelConfig, NormKind, PositionConfig, PositionKind, SoftmaxKind,
+    Arch, BlockKind, LayerOverride, LayerSpec, MlpKind, ModelConfig, NormKind, PositionConfig,
+    PositionKind, QkNorm, SoftmaxKind,
 };
 pub use transformer::{Batch, ForwardOptions, ForwardOutput, KeyAblation, Transformer};

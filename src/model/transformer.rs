@@ -8,12 +8,12 @@ use burn::prelude::*;
 
 use crate::model::attention::AttentionContext;
 use crate::model::block::Block;
-use crate::model::config::ModelConfig;
+use crate::model::config::{LayerSpec, ModelConfig};
 use crate::model::init::Init;
 use crate::model::kernels;
 use crate::model::mlp::activate;
 use crate::model::norm::Norm;
-use crate::model::position::PositionEmbedding;
+use crate::model::position::{layer_context, PositionEmbedding};
 
 /// Standard deviation of the from-scratch initialisation (GPT-2's 0.02).
 pub const INIT_STD: f64 = 0.02;
@@ -116,7 +116,8 @@ impl<B: Backend> Transformer<B> {
         let c = config;
         let std = INIT_STD;
         let out_std = std / (2.0 * c.n_layers as f64).sqrt();
-        let norm = |init: &mut Init<B>| Norm::new(c.norm, c.d_model, c.norm_eps, init);
+        let norm =
+            |init: &mut Init<B>| Norm::with_bias(c.norm, c.d_model, c.norm_eps, c.norm_bias, init);
         Self {
             embed: init.embedding(c.vocab_size, c.d_model, std),
             position: PositionEmbedding::init(c, std, init),
@@ -124,11 +125,11 @@ impl<B: Backend> Transformer<B> {
                 .then(|| init.embedding(c.type_vocab_size, c.d_model, std)),
             embed_norm: c.embed_norm.then(|| norm(init)),
             blocks: (0..c.n_layers)
-                .map(|_| Block::init(c, std, out_std, init))
+                .map(|layer| Block::init(c, layer, std, out_std, init))
                 .collect(),
             final_norm: c.final_norm.then(|| norm(init)),
             head_transform: c.head_transform.then(|| HeadTransform {
-                dense: init.linear(c.d_model, c.d_model, true, std),
+                dense: init.linear(c.d_model, c.d_model, c.head_transform_bias, std),
                 norm: norm(init),
             }),
             lm_head: (!c.tie_embeddings)
@@ -140,11 +141,13 @@ impl<B: Backend> Transformer<B> {
         }
     }
 
-    /// The additive score bias shared by every layer, `[B|1, H|1, T, T]`: −∞ above the
-    /// diagonal and outside a sliding window (causal), −∞ at padded keys, ALiBi slopes.
+    /// The additive score bias of layer `layer`, `[B|1, H|1, T, T]`: −∞ above the
+    /// diagonal (causal) and outside the layer's sliding window, −∞ at padded keys, ALiBi
+    /// slopes. Layers with equal settings get equal biases (the caller shares them).
     fn score_bias(
         &self,
         batch: &Batch<B>,
+        layer: usize,
         alibi: Option<Tensor<B, 3>>,
         t: usize,
     ) -> Option<Tensor<B, 4>> {
@@ -156,10 +159,10 @@ impl<B: Backend> Transformer<B> {
                 None => b,
             })
         };
-        if self.config.is_causal() {
+        if self.config.is_causal() || self.config.layer(layer).sliding_window.is_some() {
             let mask: Vec<f32> = (0..t * t)
                 .map(|k| {
-                    if self.config.can_attend(k / t, k % t) {
+                    if self.config.can_attend(layer, k / t, k % t) {
                         0.0
                     } else {
                         f32::NEG_INFINITY
@@ -200,7 +203,7 @@ impl<B: Backend> Transformer<B> {
                 continue;
             }
             for i in 0..t {
-                let visible = |j: &usize| self.config.can_attend(i, *j);
+                let visible = |j: &usize| self.config.can_attend(layer, i, *j);
                 if (0..t).filter(visible).all(|j| ablated[j]) {
                     continue;
                 }
@@ -222,15 +225,30 @@ impl<B: Backend> Transformer<B> {
         let device = batch.ids.device();
         let [_, t] = batch.ids.dims();
         let cfg = &self.config;
-        let pos = self.position.context(cfg, t, &device);
-        let attn_ctx = AttentionContext::new(cfg, pos.rotary.as_ref(), &device);
+        // Per-layer attention settings, built once for each distinct layer spec.
+        let mut layer_ctx: Vec<(LayerSpec, AttentionContext<B>, Option<Tensor<B, 4>>)> = Vec::new();
+        let mut ctx_of = Vec::with_capacity(cfg.n_layers);
+        for layer in 0..cfg.n_layers {
+            let spec = cfg.layer(layer);
+            let k = match layer_ctx.iter().position(|(s, _, _)| *s == spec) {
+                Some(k) => k,
+                None => {
+                    let pos = layer_context(cfg, &spec.position, t, &device);
+                    let attn = AttentionContext::new(cfg, pos.rotary.as_ref(), &device);
+                    let bias = self.score_bias(batch, layer, pos.score_bias, t);
+                    layer_ctx.push((spec, attn, bias));
+                    layer_ctx.len() - 1
+                }
+            };
+            ctx_of.push(k);
+        }
 
         let mut x = self.embed.forward(batch.ids.clone());
         if let Some(scale) = cfg.embed_scale {
             // Hugging Face (Gemma) rounds the normaliser to the activation dtype first.
             x = x * (scale as f32) as f64;
         }
-        if let Some(abs) = pos.absolute {
+        if let Some(abs) = self.position.absolute(cfg, t, &device) {
             x = x + abs.unsqueeze::<3>();
         }
         if let Some(tt) = &self.token_type {
@@ -241,7 +259,6 @@ impl<B: Backend> Transformer<B> {
         }
         x = self.dropout.forward(x);
 
-        let shared_bias = self.score_bias(batch, pos.score_bias, t);
         let mut attentions = Vec::new();
         let mut residuals = Vec::new();
         if opts.residuals {
@@ -252,11 +269,12 @@ impl<B: Backend> Transformer<B> {
                 .ablation
                 .as_ref()
                 .and_then(|ab| self.ablation_bias(ab, layer, t, &device));
+            let (_, attn_ctx, shared_bias) = &layer_ctx[ctx_of[layer]];
             let bias = match (shared_bias.clone(), ablation) {
                 (Some(s), Some(a)) => Some(s + a),
                 (s, a) => s.or(a),
             };
-            let (out, probs) = block.forward(x, &attn_ctx, bias, opts.attentions);
+            let (out, probs) = block.forward(x, attn_ctx, bias, opts.attentions);
             x = out;
             attentions.extend(probs);
             if opts.residuals {
@@ -295,6 +313,10 @@ impl<B: Backend> Transformer<B> {
                     None => logits,
                 }
             }
+        };
+        let logits = match self.config.final_softcap {
+            Some(cap) => (logits / cap).tanh() * cap,
+            None => logits,
         };
         let v = logits.dims()[1];
         logits.reshape([b, t, v])

@@ -27,7 +27,7 @@ type B = Flex;
 /// The fidelity the issue asks for.
 const TOLERANCE: f32 = 1e-4;
 
-fn fixture(rel: &str) -> PathBuf {
+pub(crate) fn fixture(rel: &str) -> PathBuf {
     root().join("tests/fixtures").join(rel)
 }
 
@@ -80,7 +80,7 @@ fn host<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
 
 /// Largest differences against one fixture: (attentions, hidden states, logits).
 #[derive(Debug, Default, Clone, Copy)]
-struct Diffs {
+pub(crate) struct Diffs {
     attentions: f32,
     hidden: f32,
     logits: f32,
@@ -163,11 +163,21 @@ fn compare_text(
 }
 
 /// Imports `model` and compares every text of `expected_dir`'s fixture.
-fn check_fixture(model: &str, expected_dir: &str) -> Diffs {
+pub(crate) fn check_fixture(model: &str, expected_dir: &str) -> Diffs {
+    check_against(
+        model,
+        &fixture(&format!("hf/{expected_dir}/expected.safetensors")),
+        expected_dir,
+    )
+}
+
+/// Imports `model` and compares every text of the expectations in `expected` (`name` for
+/// the report).
+pub(crate) fn check_against(model: &str, expected: &Path, name: &str) -> Diffs {
+    let expected_dir = name;
     let m =
         load::<B>(model, &Default::default()).unwrap_or_else(|e| panic!("importing {model}: {e}"));
-    let (expected, meta) =
-        read_expected(&fixture(&format!("hf/{expected_dir}/expected.safetensors")));
+    let (expected, meta) = read_expected(expected);
     let mut d = compare_text(&m, &expected, &meta, "");
     if meta.contains_key("second.text") {
         d = d.max(compare_text(&m, &expected, &meta, "second."));

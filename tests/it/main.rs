@@ -3,6 +3,7 @@
 mod analyze;
 mod cli;
 mod common;
+mod families;
 mod hooks;
 mod import;
 mod model;

@@ -49,7 +49,7 @@ fn recompute_layer0(m: &Transformer<B>, x: Tensor<B, 3>, causal: bool) -> Vec<f6
     let [b, t, _] = x.dims();
     let (h, kv, dh) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim());
     let block = &m.blocks[0];
-    let normed = block.attn_norm.forward(x);
+    let normed = block.attn_norm.as_ref().unwrap().forward(x);
     let heads = |y: Tensor<B, 3>, n: usize| y.reshape([b, t, n, dh]).swap_dims(1, 2);
     let mut q = heads(block.attn.q.forward(normed.clone()), h);
     let mut k = heads(block.attn.k.forward(normed), kv);

@@ -7,7 +7,7 @@
 //! `sliding_window`. Gemma shares the projection rules ([`PROJECTIONS`]).
 
 use crate::import::families::{rule, Family, How, Rule, Table};
-use crate::import::hf_config::{field_error, mlp_kind, FieldError, HfConfig};
+use crate::import::hf_config::{mlp_kind, FieldError, HfConfig};
 use crate::model::{BlockKind, ModelConfig, NormKind};
 
 /// The family.
@@ -98,7 +98,8 @@ pub const PROJECTIONS: &[Rule] = &[
     ),
 ];
 
-const NORMS_AND_HEAD: &[Rule] = &[
+/// Pre-norms, the final norm and an untied head, shared with Qwen3 and SmolLM3.
+pub const NORMS_AND_HEAD: &[Rule] = &[
     rule(
         "blocks.{i}.attn_norm.weight",
         "model.layers.{i}.input_layernorm.weight",
@@ -114,7 +115,8 @@ const NORMS_AND_HEAD: &[Rule] = &[
 ];
 
 /// Ignorable: `rotary_emb.inv_freq` is a cached frequency buffer older checkpoints saved.
-static TABLE: Table = Table {
+/// Shared with SmolLM3.
+pub static TABLE: Table = Table {
     rules: &[ATTENTION_QKV, PROJECTIONS, NORMS_AND_HEAD],
     body_prefix: "model.",
     aliases: &[],
@@ -122,38 +124,43 @@ static TABLE: Table = Table {
     tied_copies: &["lm_head.weight"],
 };
 
-fn table(_: &HfConfig) -> &'static Table {
+/// The one table of the family.
+pub fn table(_: &HfConfig) -> &'static Table {
     &TABLE
 }
 
-/// The causal window: Mistral's `sliding_window`; Qwen2's only with `use_sliding_window`.
-/// Windows on some layers only (`layer_types` mixing kinds) are not supported.
-fn sliding_window(hf: &HfConfig, qwen2: bool) -> Result<Option<usize>, FieldError> {
-    if let Some(types) = &hf.layer_types {
-        let sliding = types.iter().filter(|t| *t == "sliding_attention").count();
-        return match sliding {
-            0 => Ok(None),
-            n if n == types.len() => Ok(hf.sliding_window),
-            _ => Err(field_error(
-                "layer_types",
-                "sliding windows on some layers only are not supported",
-            )),
-        };
+/// The causal windows: Mistral's `sliding_window` on every layer; Qwen2's (and Qwen3's)
+/// only with `use_sliding_window`, on the layers from `max_window_layers` on; or the layers
+/// `layer_types` marks sliding. Shared with Qwen3 and SmolLM3.
+pub fn windows(hf: &HfConfig, cfg: &mut ModelConfig) -> Result<(), FieldError> {
+    let qwen = matches!(hf.model_type.as_deref(), Some("qwen2" | "qwen3"));
+    let window = match (qwen, hf.use_sliding_window.unwrap_or(false)) {
+        (false, _) => hf.sliding_window,
+        (true, false) => None,
+        (true, true) => hf.sliding_window,
+    };
+    if hf.layer_types.is_none() && !qwen {
+        cfg.sliding_window = window;
+        return Ok(());
     }
-    match (qwen2, hf.use_sliding_window.unwrap_or(false)) {
-        (false, _) => Ok(hf.sliding_window),
-        (true, false) => Ok(None),
-        (true, true) => Err(field_error(
-            "use_sliding_window",
-            "Qwen2's per-layer sliding windows (max_window_layers) are not supported",
-        )),
-    }
+    let from = hf.max_window_layers.unwrap_or(0);
+    let types = hf.layer_types(|i| {
+        if window.is_some() && i >= from {
+            "sliding_attention"
+        } else {
+            "full_attention"
+        }
+    })?;
+    cfg.layers
+        .extend(HfConfig::sliding_layers(&types, window, None));
+    Ok(())
 }
 
-fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
+/// Llama's switches, shared with SmolLM3.
+pub fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
     let qwen2 = hf.model_type.as_deref() == Some("qwen2");
     let bias = hf.attention_bias.unwrap_or(false);
-    Ok(ModelConfig {
+    let mut cfg = ModelConfig {
         norm: NormKind::Rms,
         block: BlockKind::Pre,
         mlp: mlp_kind(hf.activation().unwrap_or("silu"), true)?,
@@ -162,7 +169,8 @@ fn config(hf: &HfConfig) -> Result<ModelConfig, FieldError> {
         mlp_bias: hf.mlp_bias.unwrap_or(false),
         lm_head_bias: false,
         tie_embeddings: hf.tie_word_embeddings.unwrap_or(false),
-        sliding_window: sliding_window(hf, qwen2)?,
         ..hf.rotary_decoder(1.0)?
-    })
+    };
+    windows(hf, &mut cfg)?;
+    Ok(cfg)
 }

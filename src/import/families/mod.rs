@@ -9,10 +9,16 @@
 
 pub mod bert;
 pub mod gemma;
+pub mod gemma2;
 pub mod gpt2;
 pub mod gpt_neox;
 pub mod llama;
+pub mod modernbert;
+pub mod olmo2;
 pub mod phi;
+pub mod phi3;
+pub mod qwen3;
+pub mod smollm3;
 
 use std::ops::Range;
 
@@ -47,6 +53,13 @@ pub enum How {
     /// (`[h0 q, h0 k, h0 v, h1 q, …]`, each `Dh` rows): this part's rows of every head,
     /// then transposed (the bias: the same entries).
     HeadInterleavedQkv(Qkv),
+    /// A `[q | k | v]` stack along the output rows (Phi-3's `qkv_proj`, ModernBERT's
+    /// `Wqkv`): this part's rows, then transposed (the bias: the same entries).
+    StackedQkv(Qkv),
+    /// A `[gate | up]` stack along the output rows, `d_ff` rows each (Phi-3's
+    /// `gate_up_proj`, ModernBERT's `Wi`): the gate's (`false`) or up's (`true`) rows, then
+    /// transposed.
+    StackedGateUp(bool),
     /// A llama.cpp q or k weight `[out, in]` with rows permuted for its rotary kernel:
     /// un-permuted over this part's head count, then transposed (the bias: un-permuted).
     LlamaCppQk(Qkv),
@@ -81,6 +94,22 @@ impl How {
                     .map(|head| head * 3 * dh + offset..head * 3 * dh + offset + dh)
                     .collect();
                 let mut ops = vec![Op::Rows(rows)];
+                if weight {
+                    ops.push(Op::Transpose);
+                }
+                ops
+            }
+            How::StackedQkv(p) => {
+                let mut ops = vec![Op::Rows(vec![part(p)])];
+                if weight {
+                    ops.push(Op::Transpose);
+                }
+                ops
+            }
+            How::StackedGateUp(up) => {
+                let ff = cfg.d_ff;
+                let rows = if up { ff..2 * ff } else { 0..ff };
+                let mut ops = vec![Op::Rows(vec![rows])];
                 if weight {
                     ops.push(Op::Transpose);
                 }
@@ -215,6 +244,12 @@ pub const FAMILIES: &[&Family] = &[
     &gemma::FAMILY,
     &phi::FAMILY,
     &gpt_neox::FAMILY,
+    &qwen3::FAMILY,
+    &gemma2::FAMILY,
+    &smollm3::FAMILY,
+    &olmo2::FAMILY,
+    &phi3::FAMILY,
+    &modernbert::FAMILY,
 ];
 
 /// Every supported `model_type`, for error messages.

@@ -8,7 +8,7 @@ pub mod rope;
 use burn::module::Param;
 use burn::prelude::*;
 
-use crate::model::config::{ModelConfig, PositionKind};
+use crate::model::config::{ModelConfig, PositionConfig, PositionKind};
 use crate::model::init::Init;
 pub use rope::{Rotary, RowRotation};
 
@@ -41,15 +41,29 @@ impl<B: Backend> PositionEmbedding<B> {
         Self { table }
     }
 
-    /// The tables for a sequence of `seq_len` tokens.
+    /// The tables for a sequence of `seq_len` tokens under the model's own position
+    /// encoding (layer overrides aside).
     pub fn context(
         &self,
         cfg: &ModelConfig,
         seq_len: usize,
         device: &B::Device,
     ) -> PositionContext<B> {
+        PositionContext {
+            absolute: self.absolute(cfg, seq_len, device),
+            ..layer_context(cfg, &cfg.position, seq_len, device)
+        }
+    }
+
+    /// The absolute table added to the token embeddings `[T, d]`, if the model has one.
+    pub fn absolute(
+        &self,
+        cfg: &ModelConfig,
+        seq_len: usize,
+        device: &B::Device,
+    ) -> Option<Tensor<B, 2>> {
         let pos = &cfg.position;
-        let absolute = match pos.kind {
+        match pos.kind {
             PositionKind::Learned => self
                 .table
                 .as_ref()
@@ -62,23 +76,33 @@ impl<B: Backend> PositionEmbedding<B> {
                 device,
             )),
             _ => None,
-        };
-        let rotary = pos
-            .is_rotary()
-            .then(|| Rotary::new(pos, cfg.rotary_dim(), seq_len, device));
-        let score_bias = (pos.kind == PositionKind::Alibi).then(|| {
-            Tensor::from_data(
-                TensorData::new(
-                    alibi::bias(cfg.n_heads, seq_len),
-                    [cfg.n_heads, seq_len, seq_len],
-                ),
-                device,
-            )
-        });
-        PositionContext {
-            absolute,
-            rotary,
-            score_bias,
         }
+    }
+}
+
+/// What a layer encoding positions with `pos` needs inside attention (rotation, ALiBi
+/// bias) for `seq_len` tokens; `absolute` is left empty.
+pub fn layer_context<B: Backend>(
+    cfg: &ModelConfig,
+    pos: &PositionConfig,
+    seq_len: usize,
+    device: &B::Device,
+) -> PositionContext<B> {
+    let rotary = pos
+        .is_rotary()
+        .then(|| Rotary::new(pos, cfg.rotary_dim_of(pos), seq_len, device));
+    let score_bias = (pos.kind == PositionKind::Alibi).then(|| {
+        Tensor::from_data(
+            TensorData::new(
+                alibi::bias(cfg.n_heads, seq_len),
+                [cfg.n_heads, seq_len, seq_len],
+            ),
+            device,
+        )
+    });
+    PositionContext {
+        absolute: None,
+        rotary,
+        score_bias,
     }
 }
