@@ -522,9 +522,6 @@ impl ModelConfig {
         if !(self.norm_eps > 0.0 && self.norm_eps < 1.0) {
             return bad("norm_eps", format!("{} is not in (0, 1)", self.norm_eps));
         }
-        if let Err((field, msg)) = self.position.check() {
-            return bad(&format!("position.{field}"), msg);
-        }
         crate::model::budget::check_fits("this model", crate::model::budget::model_bytes(self))
             .map_err(|m| Error::config(what, "model", m))
     }
@@ -577,9 +574,14 @@ impl PositionConfig {
         }
         Ok(())
     }
+}
 
+impl ModelConfig {
     /// Checks one position encoding (the model's, or a layer override's named `field`).
     fn validate_position(&self, pos: &PositionConfig, field: &str, what: &str) -> Result<()> {
+        if let Err((sub, msg)) = pos.check() {
+            return Err(Error::config(what, &format!("{field}.{sub}"), msg));
+        }
         let bad = |sub: &str, msg: &str| Err(Error::config(what, &format!("{field}.{sub}"), msg));
         if pos.is_rotary() {
             if !(0.0..=1.0).contains(&pos.fraction) || pos.fraction == 0.0 {
