@@ -1,6 +1,9 @@
-//! `sinkscope spectra FILE.safetensors | MODEL_DIR`: WeightWatcher-style spectra of every
-//! 2-D weight, one row per tensor, optionally saved as CSV with WeightWatcher's column
-//! names.
+//! `sinkscope spectra FILE | MODEL`: WeightWatcher-style spectra of every 2-D weight, one
+//! row per tensor, optionally saved as CSV with WeightWatcher's column names. Reads every
+//! format `analyze` reads (through the importer's tensor sources): safetensors and
+//! `pytorch_model.bin` files and folders (sharded or not, sentence-transformers included),
+//! hub ids in the local cache, and GGUF files (the dequantized weights' spectra, by
+//! llama.cpp's tensor names, stored `[out, in]` like Hugging Face's).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,12 +12,13 @@ use anyhow::Context;
 use faer::Par;
 
 use crate::analysis::{weight_spectrum, SpectraConfig, WeightSpectrum};
-use crate::io::WeightSource;
+use crate::import::source::left_out_note;
 
 /// Arguments of `sinkscope spectra`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SpectraArgs {
-    /// A `.safetensors` file or a Hugging Face model folder (sharded or not).
+    /// A `.safetensors`, `.bin` or `.gguf` file, or a model folder (safetensors or
+    /// pytorch_model.bin, sharded or not; sentence-transformers), or a cached hub id.
     pub path: PathBuf,
     /// Write every column to a CSV file.
     #[arg(long, value_name = "OUT")]
@@ -113,7 +117,12 @@ fn short(v: Option<f64>) -> String {
 
 /// Runs `sinkscope spectra`: matrices one after the other, each SVD using every core.
 pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
-    let source = WeightSource::open(&args.path)?;
+    let source = crate::import::open_tensors(&args.path)?;
+    let mut names = source.names();
+    names.sort();
+    let (matrices, others): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| source.shape(n).is_some_and(|s| s.len() == 2));
     let cfg = SpectraConfig {
         min_evals: args.min_evals,
         max_evals: args.max_evals,
@@ -146,10 +155,11 @@ pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
         "rand_d"
     );
     let mut skipped = Vec::new();
-    for entry in source.matrices() {
-        let data = source.load(entry)?;
-        let (rows, cols) = (entry.shape[0], entry.shape[1]);
-        match weight_spectrum(&entry.name, &data, rows, cols, &cfg, Par::rayon(0))? {
+    for name in &matrices {
+        let shape = source.shape(name).unwrap_or_default();
+        let data = source.read_f32(name)?;
+        let (rows, cols) = (shape[0], shape[1]);
+        match weight_spectrum(name, &data, rows, cols, &cfg, Par::rayon(0))? {
             Some(s) => {
                 println!(
                     "{:<48} {:>6} {:>6} {:>8} {:>9} {:>8.3} {:>8.3} {:>9.3} {:>6} {:>8.3} {:>8}  {}",
@@ -170,7 +180,7 @@ pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
                     writeln!(f, "{}", csv_row(&s))?;
                 }
             }
-            None => skipped.push(entry.name.clone()),
+            None => skipped.push(name.clone()),
         }
     }
     if let Some(mut f) = csv {
@@ -184,11 +194,11 @@ pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
             skipped.join(", ")
         );
     }
-    if source.skipped() > 0 {
-        println!(
-            "{} tensors that are not 2-D were left out",
-            source.skipped()
-        );
+    if !others.is_empty() {
+        println!("{} tensors that are not 2-D were left out", others.len());
+    }
+    if let Some(note) = left_out_note(source.as_ref()) {
+        println!("{note}");
     }
     Ok(())
 }

@@ -98,7 +98,13 @@ impl TextTokenizer {
             )
             .at(dir));
         }
-        let tokenizer = tokenizers::Tokenizer::from_file(&path)
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| ImportErrorKind::Tokenizer(e.to_string()).at(&path))?;
+        // transformers calls a fast tokenizer without padding or truncation unless asked,
+        // whatever tokenizer.json says (sentence-transformers files pad to 128): so do we.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
             .map_err(|e| ImportErrorKind::Tokenizer(e.to_string()).at(&path))?;
         let bos = match bos {
             Some(id) => Some(id),
