@@ -112,7 +112,9 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         Vec::new()
     };
     if args.fisher && !subject.head {
-        println!("--fisher needs the output head (the loss), which this checkpoint has not: left out");
+        println!(
+            "--fisher needs the output head (the loss), which this checkpoint has not: left out"
+        );
     }
     let fisher = if args.fisher && subject.head {
         let cfg = &subject.model.config;

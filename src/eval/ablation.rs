@@ -256,7 +256,11 @@ pub fn ablate<B: Backend>(
             &run(model, head, hb, Some(spec(chosen.clone())), device)?,
         );
         for (acc, &l) in per_layer.iter_mut().zip(&chosen) {
-            acc.add(hb, &base, &run(model, head, hb, Some(spec(vec![l])), device)?);
+            acc.add(
+                hb,
+                &base,
+                &run(model, head, hb, Some(spec(vec![l])), device)?,
+            );
         }
     }
     let n = batches.len();

@@ -219,18 +219,16 @@ pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Imported
 /// or `.gguf` file (GGUF tensors dequantized), or anything [`resolve`] accepts as a model
 /// folder (safetensors or `pytorch_model.bin`, single or sharded).
 pub fn open_tensors(path: &Path) -> Result<Box<dyn TensorSource>> {
-    let ext = |e: &str| {
-        path.extension()
-            .is_some_and(|x| x.eq_ignore_ascii_case(e))
-    };
+    let ext = |e: &str| path.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
     if path.is_file() {
         return Ok(if ext("gguf") {
             Box::new(GgufSource(GgufFile::open(path)?))
         } else if ext("bin") || ext("pt") || ext("pth") {
             Box::new(pytorch::PytorchSource::open_file(path)?)
-        } else if path.file_name().is_some_and(|n| {
-            n.to_string_lossy().ends_with(".index.json")
-        }) {
+        } else if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(".index.json"))
+        {
             if path.to_string_lossy().ends_with(pytorch::INDEX_FILE) {
                 Box::new(pytorch::PytorchSource::open_index(path)?)
             } else {

@@ -166,7 +166,8 @@ impl TensorSource for PytorchSource {
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
         let (shard, t) = self.find(name).ok_or_else(|| self.missing(name))?;
-        let bad = |e: String| ImportErrorKind::Pytorch(format!("tensor `{name}`: {e}")).at(&shard.path);
+        let bad =
+            |e: String| ImportErrorKind::Pytorch(format!("tensor `{name}`: {e}")).at(&shard.path);
         let data = t.to_data().map_err(|e| bad(format!("{e:?}")))?;
         let expected: usize = t.shape.iter().product();
         let values = data

@@ -58,7 +58,8 @@ pub fn lazy_param_shapes<B: Backend>(model: &Transformer<B>) -> Vec<(String, Vec
 /// libraries), `transformer.` (GPT-2), `gpt_neox.` (Pythia), and none (the bare base class:
 /// `BertModel`, `LlamaModel`, sentence-transformers folders). A family's table names one
 /// of them; the others are tried when its names are absent.
-pub const PUBLISHED_PREFIXES: &[&str] = &["bert.", "roberta.", "model.", "transformer.", "gpt_neox."];
+pub const PUBLISHED_PREFIXES: &[&str] =
+    &["bert.", "roberta.", "model.", "transformer.", "gpt_neox."];
 
 /// `name` without any published prefix.
 fn bare(name: &str) -> &str {
