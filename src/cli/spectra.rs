@@ -115,11 +115,33 @@ fn short(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |x| format!("{x:.3}"))
 }
 
+/// A sort key that orders the numbers inside names by value (`blk.2` before `blk.10`),
+/// so layers come out in order whatever order the file stores them in.
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    let mut key = Vec::new();
+    let mut text = String::new();
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            let mut n = u64::from(c as u8 - b'0');
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n.saturating_mul(10).saturating_add(u64::from(d));
+                chars.next();
+            }
+            key.push((std::mem::take(&mut text), n));
+        } else {
+            text.push(c);
+        }
+    }
+    key.push((text, 0));
+    key
+}
+
 /// Runs `sinkscope spectra`: matrices one after the other, each SVD using every core.
 pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
     let source = crate::import::open_tensors(&args.path)?;
     let mut names = source.names();
-    names.sort();
+    names.sort_by_key(|n| natural_key(n));
     let (matrices, others): (Vec<String>, Vec<String>) = names
         .into_iter()
         .partition(|n| source.shape(n).is_some_and(|s| s.len() == 2));
@@ -244,6 +266,13 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), COLUMNS.len());
         assert!(lines[1].starts_with("layer.weight,80,60,"));
         assert_eq!(lines[1].split(',').count(), COLUMNS.len());
+    }
+
+    #[test]
+    fn layers_sort_by_number() {
+        let mut v = ["blk.10.w", "blk.2.w", "blk.1.w", "a", "blk.2.v"];
+        v.sort_by_key(|n| natural_key(n));
+        assert_eq!(v, ["a", "blk.1.w", "blk.2.v", "blk.2.w", "blk.10.w"]);
     }
 
     #[test]

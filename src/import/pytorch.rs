@@ -7,8 +7,16 @@
 //! and plain containers, so a checkpoint cannot run code, and reads each tensor's storage
 //! from the zip only when asked. Pickle content it does not understand (a whole pickled
 //! `nn.Module`, custom classes) fails with its message and the file's name.
+//!
+//! One guard is ours: burn-store returns zeros for a tensor whose storage entry is
+//! missing, unreadable or short (`pickle_reader.rs`, "return zeros"), and a silently
+//! zeroed weight is worse than a failed load. So on opening, every storage entry of the
+//! zip is read once through the zip crate, which checks its CRC-32: a corrupted or cut
+//! entry is an error naming the file. (A storage entry absent from a valid zip, or
+//! written short with a matching CRC, still reads as zeros; no writer produces those.)
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use burn::store::TensorSnapshot;
@@ -38,11 +46,35 @@ impl Shard {
         }
         let reader = PytorchReader::new(path)
             .map_err(|e| ImportErrorKind::Pytorch(e.to_string()).at(path))?;
+        verify_storages(path)?;
         Ok(Self {
             path: path.to_path_buf(),
             tensors: reader.into_tensors(),
         })
     }
+}
+
+/// Reads every tensor storage (`…/data/N`) of a zip-format checkpoint to its end, so the
+/// zip crate checks its CRC-32 (see the module doc). Legacy non-zip formats have no
+/// checksums to check.
+fn verify_storages(path: &Path) -> Result<(), ImportError> {
+    let file = File::open(path).map_err(|e| ImportErrorKind::Io(e).at(path))?;
+    let Ok(mut archive) = zip::ZipArchive::new(file) else {
+        return Ok(());
+    };
+    for i in 0..archive.len() {
+        let mut entry = archive
+            .by_index(i)
+            .map_err(|e| ImportErrorKind::Pytorch(e.to_string()).at(path))?;
+        let name = entry.name().to_string();
+        if !(name.starts_with("data/") || name.contains("/data/")) {
+            continue;
+        }
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| {
+            ImportErrorKind::Pytorch(format!("tensor storage `{name}` is corrupt: {e}")).at(path)
+        })?;
+    }
+    Ok(())
 }
 
 fn is_float(dtype: DType) -> bool {

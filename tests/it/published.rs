@@ -378,6 +378,14 @@ fn broken_pytorch_files_are_named() {
         ("truncated.bin", good[..good.len() / 2].to_vec()),
         ("garbage.bin", b"this is not a pickle at all".repeat(10)),
         ("empty.bin", Vec::new()),
+        // One byte flipped inside the tensor data (most of the file): the storage's CRC
+        // no longer matches, where burn-store alone would read on.
+        ("flipped.bin", {
+            let mut b = good.clone();
+            let mid = b.len() / 2;
+            b[mid] ^= 0x5a;
+            b
+        }),
     ];
     for (name, bytes) in cases {
         let p = dir.path().join(name);
