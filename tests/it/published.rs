@@ -496,3 +496,34 @@ fn real_checkpoints_through_the_cli() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("blk.29.ffn_down.weight"), "{out}");
 }
+
+#[test]
+fn broken_sentence_transformers_folders_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("not json", "malformed JSON"),
+        (
+            r#"[{"idx": 0, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]"#,
+            "no sentence_transformers.models.Transformer",
+        ),
+        (
+            r#"[{"idx": 0, "name": "0", "path": "../elsewhere", "type": "sentence_transformers.models.Transformer"}]"#,
+            "holds no config.json",
+        ),
+        (
+            r#"[{"idx": 0, "name": "0", "path": "0_Missing", "type": "sentence_transformers.models.Transformer"}]"#,
+            "holds no config.json",
+        ),
+    ];
+    for (body, expect) in cases {
+        fs::write(dir.path().join("modules.json"), body).unwrap();
+        let e = load::<B>(dir.path().to_str().unwrap(), &Default::default())
+            .err()
+            .expect("a broken modules.json must not load")
+            .to_string();
+        assert!(
+            e.contains("modules.json") && e.contains(expect),
+            "{body}: {e}"
+        );
+    }
+}
