@@ -216,8 +216,9 @@ pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Imported
 }
 
 /// Every float tensor of a checkpoint as stored, for `spectra`: a `.safetensors`, `.bin`
-/// or `.gguf` file (GGUF tensors dequantized), or anything [`resolve`] accepts as a model
-/// folder (safetensors or `pytorch_model.bin`, single or sharded).
+/// or `.gguf` file (GGUF tensors dequantized), anything [`resolve`] accepts as a model
+/// (safetensors or `pytorch_model.bin`, single or sharded), or a folder holding such
+/// files without config.json (a sinkscope checkpoint).
 pub fn open_tensors(path: &Path) -> Result<Box<dyn TensorSource>> {
     let ext = |e: &str| path.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
     if path.is_file() {
@@ -238,8 +239,12 @@ pub fn open_tensors(path: &Path) -> Result<Box<dyn TensorSource>> {
             Box::new(self::safetensors::SafetensorsSource::open_file(path)?)
         });
     }
-    match resolve(&path.to_string_lossy())? {
-        ModelLocation::HfFolder(dir) => Ok(source::open_folder(&dir)?),
-        ModelLocation::Gguf(file) => Ok(Box::new(GgufSource(GgufFile::open(&file)?))),
+    match resolve(&path.to_string_lossy()) {
+        Ok(ModelLocation::HfFolder(dir)) => Ok(source::open_folder(&dir)?),
+        Ok(ModelLocation::Gguf(file)) => Ok(Box::new(GgufSource(GgufFile::open(&file)?))),
+        // A folder of weights without config.json (a sinkscope checkpoint, a bare
+        // download): its checkpoint files alone.
+        Err(_) if path.is_dir() => Ok(source::open_folder(path)?),
+        Err(e) => Err(e.into()),
     }
 }

@@ -368,6 +368,21 @@ fn spectra_reads_gguf_sharded_bin_and_sentence_transformers() {
         assert_eq!(code, 0, "{}: {out}{err}", path.display());
         assert!(out.contains(expect), "{}: {out}", path.display());
     }
+    // A folder with weights but no config.json (as a sinkscope checkpoint is).
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(
+        published("llama-model/model.safetensors"),
+        dir.path().join("model.safetensors"),
+    )
+    .unwrap();
+    let (code, out, err) =
+        sinkscope(&["spectra", dir.path().to_str().unwrap(), "--min-evals", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("layers.1.self_attn.o_proj.weight"), "{out}");
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = sinkscope(&["spectra", empty.path().to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no weights in this folder"), "{err}");
 }
 
 #[test]
