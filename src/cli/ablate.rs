@@ -60,6 +60,7 @@ pub fn run(args: &AblateArgs) -> anyhow::Result<()> {
         .collect::<crate::Result<Vec<_>>>()?;
     let report = ablate(
         &subject.model,
+        subject.head,
         &batches,
         &args.positions,
         args.layers.clone(),
@@ -96,6 +97,12 @@ pub fn run(args: &AblateArgs) -> anyhow::Result<()> {
             "masked-token"
         }
     );
+    if !subject.head {
+        println!(
+            "the checkpoint has no output head: loss and output KL need it and are left out; \
+             the attention-entropy shift and the change of the last hidden states are reported"
+        );
+    }
     print!("{}", render(&report));
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -107,15 +114,21 @@ pub fn run(args: &AblateArgs) -> anyhow::Result<()> {
 
 fn render(r: &AblationReport) -> String {
     let mut s = format!(
-        "{:>10} {:>10} {:>10} {:>10} {:>12} {:>14}\n",
-        "masked in", "loss", "ablated", "Δloss", "KL(p‖p')", "mean ΔH(attn)"
+        "{:>10} {:>10} {:>10} {:>10} {:>12} {:>14} {:>12}\n",
+        "masked in", "loss", "ablated", "Δloss", "KL(p‖p')", "mean ΔH(attn)", "Δh_last"
     );
+    let cell = |v: Option<f64>, f: fn(f64) -> String| v.map_or("-".to_string(), f);
     let mut row = |name: String, e: &crate::eval::AblationEffect| {
         let mean_shift = e.entropy_shift.iter().sum::<f64>() / e.entropy_shift.len().max(1) as f64;
         let _ = writeln!(
             s,
-            "{name:>10} {:>10.4} {:>10.4} {:>+10.4} {:>12.4e} {:>+14.4}",
-            e.loss, e.loss_ablated, e.delta_loss, e.kl, mean_shift
+            "{name:>10} {:>10} {:>10} {:>10} {:>12} {:>+14.4} {:>12.4e}",
+            cell(e.loss, |x| format!("{x:.4}")),
+            cell(e.loss_ablated, |x| format!("{x:.4}")),
+            cell(e.delta_loss, |x| format!("{x:+.4}")),
+            cell(e.kl, |x| format!("{x:.4e}")),
+            mean_shift,
+            e.hidden_change
         );
     };
     row("all".into(), &r.overall);

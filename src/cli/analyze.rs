@@ -111,7 +111,12 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    let fisher = if args.fisher {
+    if args.fisher && !subject.head {
+        println!(
+            "--fisher needs the output head (the loss), which this checkpoint has not: left out"
+        );
+    }
+    let fisher = if args.fisher && subject.head {
         let cfg = &subject.model.config;
         let batches = seqs
             .iter()

@@ -1,6 +1,9 @@
-//! `sinkscope spectra FILE.safetensors | MODEL_DIR`: WeightWatcher-style spectra of every
-//! 2-D weight, one row per tensor, optionally saved as CSV with WeightWatcher's column
-//! names.
+//! `sinkscope spectra FILE | MODEL`: WeightWatcher-style spectra of every 2-D weight, one
+//! row per tensor, optionally saved as CSV with WeightWatcher's column names. Reads every
+//! format `analyze` reads (through the importer's tensor sources): safetensors and
+//! `pytorch_model.bin` files and folders (sharded or not, sentence-transformers included),
+//! hub ids in the local cache, and GGUF files (the dequantized weights' spectra, by
+//! llama.cpp's tensor names, stored `[out, in]` like Hugging Face's).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -9,12 +12,13 @@ use anyhow::Context;
 use faer::Par;
 
 use crate::analysis::{weight_spectrum, SpectraConfig, WeightSpectrum};
-use crate::io::WeightSource;
+use crate::import::source::left_out_note;
 
 /// Arguments of `sinkscope spectra`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct SpectraArgs {
-    /// A `.safetensors` file or a Hugging Face model folder (sharded or not).
+    /// A `.safetensors`, `.bin` or `.gguf` file, or a model folder (safetensors or
+    /// pytorch_model.bin, sharded or not; sentence-transformers), or a cached hub id.
     pub path: PathBuf,
     /// Write every column to a CSV file.
     #[arg(long, value_name = "OUT")]
@@ -111,9 +115,36 @@ fn short(v: Option<f64>) -> String {
     v.map_or("-".to_string(), |x| format!("{x:.3}"))
 }
 
+/// A sort key that orders the numbers inside names by value (`blk.2` before `blk.10`),
+/// so layers come out in order whatever order the file stores them in.
+fn natural_key(name: &str) -> Vec<(String, u64)> {
+    let mut key = Vec::new();
+    let mut text = String::new();
+    let mut chars = name.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            let mut n = u64::from(c as u8 - b'0');
+            while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                n = n.saturating_mul(10).saturating_add(u64::from(d));
+                chars.next();
+            }
+            key.push((std::mem::take(&mut text), n));
+        } else {
+            text.push(c);
+        }
+    }
+    key.push((text, 0));
+    key
+}
+
 /// Runs `sinkscope spectra`: matrices one after the other, each SVD using every core.
 pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
-    let source = WeightSource::open(&args.path)?;
+    let source = crate::import::open_tensors(&args.path)?;
+    let mut names = source.names();
+    names.sort_by_key(|n| natural_key(n));
+    let (matrices, others): (Vec<String>, Vec<String>) = names
+        .into_iter()
+        .partition(|n| source.shape(n).is_some_and(|s| s.len() == 2));
     let cfg = SpectraConfig {
         min_evals: args.min_evals,
         max_evals: args.max_evals,
@@ -146,10 +177,11 @@ pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
         "rand_d"
     );
     let mut skipped = Vec::new();
-    for entry in source.matrices() {
-        let data = source.load(entry)?;
-        let (rows, cols) = (entry.shape[0], entry.shape[1]);
-        match weight_spectrum(&entry.name, &data, rows, cols, &cfg, Par::rayon(0))? {
+    for name in &matrices {
+        let shape = source.shape(name).unwrap_or_default();
+        let data = source.read_f32(name)?;
+        let (rows, cols) = (shape[0], shape[1]);
+        match weight_spectrum(name, &data, rows, cols, &cfg, Par::rayon(0))? {
             Some(s) => {
                 println!(
                     "{:<48} {:>6} {:>6} {:>8} {:>9} {:>8.3} {:>8.3} {:>9.3} {:>6} {:>8.3} {:>8}  {}",
@@ -170,7 +202,7 @@ pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
                     writeln!(f, "{}", csv_row(&s))?;
                 }
             }
-            None => skipped.push(entry.name.clone()),
+            None => skipped.push(name.clone()),
         }
     }
     if let Some(mut f) = csv {
@@ -184,11 +216,11 @@ pub fn run(args: &SpectraArgs) -> anyhow::Result<()> {
             skipped.join(", ")
         );
     }
-    if source.skipped() > 0 {
-        println!(
-            "{} tensors that are not 2-D were left out",
-            source.skipped()
-        );
+    if !others.is_empty() {
+        println!("{} tensors that are not 2-D were left out", others.len());
+    }
+    if let Some(note) = left_out_note(source.as_ref()) {
+        println!("{note}");
     }
     Ok(())
 }
@@ -234,6 +266,13 @@ mod tests {
         assert_eq!(lines[0].split(',').count(), COLUMNS.len());
         assert!(lines[1].starts_with("layer.weight,80,60,"));
         assert_eq!(lines[1].split(',').count(), COLUMNS.len());
+    }
+
+    #[test]
+    fn layers_sort_by_number() {
+        let mut v = ["blk.10.w", "blk.2.w", "blk.1.w", "a", "blk.2.v"];
+        v.sort_by_key(|n| natural_key(n));
+        assert_eq!(v, ["a", "blk.1.w", "blk.2.v", "blk.2.w", "blk.10.w"]);
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The reference-token ablation experiment: mask key positions out of attention and
 //! measure what the model loses — the change in LM loss, the KL divergence between
-//! output distributions with and without the mask, and the shift in attention entropy.
-//! Per chosen layer (ablating that layer alone) and overall (all chosen layers at once).
+//! output distributions with and without the mask, the shift in attention entropy and the
+//! change of the last hidden states. Per chosen layer (ablating that layer alone) and
+//! overall (all chosen layers at once). A checkpoint without its output head has no loss
+//! and no output distribution: for it only the entropy shift and the hidden-state change
+//! are measured.
 
 use burn::prelude::*;
 use serde::Serialize;
@@ -15,14 +18,18 @@ use crate::train::data::HostBatch;
 pub struct AblationEffect {
     /// Layers masked (all chosen layers for the overall effect).
     pub layers: Vec<usize>,
-    /// LM loss without the mask (nats per predicted token).
-    pub loss: f64,
+    /// LM loss without the mask (nats per predicted token); None without the output head.
+    pub loss: Option<f64>,
     /// LM loss with the mask.
-    pub loss_ablated: f64,
+    pub loss_ablated: Option<f64>,
     /// `loss_ablated − loss`.
-    pub delta_loss: f64,
-    /// Mean over predicted positions of KL(p ‖ p_ablated) between output distributions (nats).
-    pub kl: f64,
+    pub delta_loss: Option<f64>,
+    /// Mean over predicted positions of KL(p ‖ p_ablated) between output distributions
+    /// (nats); None without the output head.
+    pub kl: Option<f64>,
+    /// Mean over positions of ‖h' − h‖ / ‖h‖ for the last hidden states h (what the head
+    /// reads: after the final norm where the model has one) with (h') and without the mask.
+    pub hidden_change: f64,
     /// Per layer, mean attention-row entropy without the mask (nats).
     pub entropy: Vec<f64>,
     /// Per layer, with the mask.
@@ -48,14 +55,17 @@ pub struct AblationReport {
 
 /// Host-side results of one forward pass.
 struct Pass {
-    /// `[T, V]` log-probabilities.
-    logp: Vec<f64>,
+    /// `[T, V]` log-probabilities (None without the output head).
+    logp: Option<Vec<f64>>,
     /// Per layer, mean attention-row entropy.
     entropy: Vec<f64>,
+    /// `[T, d]` last hidden states.
+    hidden: Vec<f32>,
 }
 
 fn run<B: Backend>(
     model: &Transformer<B>,
+    head: bool,
     hb: &HostBatch,
     ablation: Option<KeyAblation>,
     device: &B::Device,
@@ -69,7 +79,7 @@ fn run<B: Backend>(
         &batch,
         &ForwardOptions {
             attentions: true,
-            residuals: false,
+            residuals: true,
             ablation,
         },
     );
@@ -78,7 +88,17 @@ fn run<B: Backend>(
             .to_vec::<f32>()
             .map_err(|e| Error::Other(format!("cannot read back from the device: {e:?}")))
     };
-    let logits = host(burn::tensor::activation::log_softmax(out.logits, 2).into_data())?;
+    let logp = if head {
+        let lp = host(burn::tensor::activation::log_softmax(out.logits, 2).into_data())?;
+        Some(lp.into_iter().map(f64::from).collect())
+    } else {
+        None
+    };
+    let last = out
+        .final_hidden
+        .or_else(|| out.residuals.last().cloned())
+        .ok_or_else(|| Error::Other("the forward pass returned no hidden states".into()))?;
+    let hidden = host(last.into_data())?;
     let t = hb.seq_len;
     let mut entropy = Vec::with_capacity(out.attentions.len());
     for a in out.attentions {
@@ -96,22 +116,42 @@ fn run<B: Backend>(
         entropy.push(total / rows as f64);
     }
     Ok(Pass {
-        logp: logits.into_iter().map(f64::from).collect(),
+        logp,
         entropy,
+        hidden,
     })
 }
 
+/// Mean over positions of ‖h − r‖ / ‖r‖ between the rows of two `[T, d]` hidden states.
+fn hidden_change(h: &[f32], reference: &[f32], t: usize) -> f64 {
+    let d = reference.len() / t.max(1);
+    let total: f64 = h
+        .chunks(d)
+        .zip(reference.chunks(d))
+        .map(|(a, r)| {
+            let diff: f64 = a
+                .iter()
+                .zip(r)
+                .map(|(&x, &y)| (f64::from(x) - f64::from(y)).powi(2))
+                .sum();
+            let norm: f64 = r.iter().map(|&y| f64::from(y).powi(2)).sum();
+            (diff / norm.max(1e-30)).sqrt()
+        })
+        .sum();
+    total / t.max(1) as f64
+}
+
 /// Weighted mean NLL and, against a reference pass, the weighted mean KL(ref ‖ this).
-fn loss_and_kl(hb: &HostBatch, pass: &Pass, reference: &Pass) -> (f64, f64) {
-    let v = pass.logp.len() / hb.seq_len;
+fn loss_and_kl(hb: &HostBatch, pass: &[f64], reference: &[f64]) -> (f64, f64) {
+    let v = pass.len() / hb.seq_len;
     let (mut loss, mut kl, mut w) = (0.0, 0.0, 0.0);
     for (i, (&target, &wi)) in hb.targets.iter().zip(&hb.weights).enumerate() {
         if wi == 0.0 {
             continue;
         }
         let wi = wi as f64;
-        let p = &pass.logp[i * v..(i + 1) * v];
-        let r = &reference.logp[i * v..(i + 1) * v];
+        let p = &pass[i * v..(i + 1) * v];
+        let r = &reference[i * v..(i + 1) * v];
         loss -= wi * p[target as usize];
         kl += wi
             * r.iter()
@@ -125,20 +165,24 @@ fn loss_and_kl(hb: &HostBatch, pass: &Pass, reference: &Pass) -> (f64, f64) {
 
 #[derive(Default)]
 struct Acc {
-    loss: f64,
-    loss_ablated: f64,
-    kl: f64,
+    /// Sums of loss, ablated loss and KL (None without the head).
+    head: Option<(f64, f64, f64)>,
+    hidden_change: f64,
     entropy: Vec<f64>,
     entropy_ablated: Vec<f64>,
 }
 
 impl Acc {
     fn add(&mut self, hb: &HostBatch, base: &Pass, ablated: &Pass) {
-        let (l0, _) = loss_and_kl(hb, base, base);
-        let (l1, kl) = loss_and_kl(hb, ablated, base);
-        self.loss += l0;
-        self.loss_ablated += l1;
-        self.kl += kl;
+        if let (Some(b), Some(a)) = (&base.logp, &ablated.logp) {
+            let (l0, _) = loss_and_kl(hb, b, b);
+            let (l1, kl) = loss_and_kl(hb, a, b);
+            let s = self.head.get_or_insert((0.0, 0.0, 0.0));
+            s.0 += l0;
+            s.1 += l1;
+            s.2 += kl;
+        }
+        self.hidden_change += hidden_change(&ablated.hidden, &base.hidden, hb.seq_len);
         add_into(&mut self.entropy, &base.entropy);
         add_into(&mut self.entropy_ablated, &ablated.entropy);
     }
@@ -149,10 +193,11 @@ impl Acc {
         let entropy_ablated: Vec<f64> = self.entropy_ablated.iter().map(|x| x / n).collect();
         AblationEffect {
             layers,
-            loss: self.loss / n,
-            loss_ablated: self.loss_ablated / n,
-            delta_loss: (self.loss_ablated - self.loss) / n,
-            kl: self.kl / n,
+            loss: self.head.map(|h| h.0 / n),
+            loss_ablated: self.head.map(|h| h.1 / n),
+            delta_loss: self.head.map(|h| (h.1 - h.0) / n),
+            kl: self.head.map(|h| h.2 / n),
+            hidden_change: self.hidden_change / n,
             entropy_shift: entropy_ablated
                 .iter()
                 .zip(&entropy)
@@ -173,8 +218,10 @@ fn add_into(acc: &mut Vec<f64>, x: &[f64]) {
 
 /// Masks `positions` (in `layers`, default all; `heads`, default all) and measures the
 /// effect on each loss batch (one sequence each, from [`crate::eval::lm::lm_batch`]).
+/// `head`: whether the model has its output head (loss and KL are measured only then).
 pub fn ablate<B: Backend>(
     model: &Transformer<B>,
+    head: bool,
     batches: &[HostBatch],
     positions: &[usize],
     layers: Option<Vec<usize>>,
@@ -202,14 +249,18 @@ pub fn ablate<B: Backend>(
     let mut overall = Acc::default();
     let mut per_layer: Vec<Acc> = chosen.iter().map(|_| Acc::default()).collect();
     for hb in batches {
-        let base = run(model, hb, None, device)?;
+        let base = run(model, head, hb, None, device)?;
         overall.add(
             hb,
             &base,
-            &run(model, hb, Some(spec(chosen.clone())), device)?,
+            &run(model, head, hb, Some(spec(chosen.clone())), device)?,
         );
         for (acc, &l) in per_layer.iter_mut().zip(&chosen) {
-            acc.add(hb, &base, &run(model, hb, Some(spec(vec![l])), device)?);
+            acc.add(
+                hb,
+                &base,
+                &run(model, head, hb, Some(spec(vec![l])), device)?,
+            );
         }
     }
     let n = batches.len();
@@ -224,4 +275,18 @@ pub fn ablate<B: Backend>(
             .map(|(a, &l)| a.finish(vec![l], n))
             .collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hidden_change_is_the_mean_relative_row_distance() {
+        // Row 0: r = (3, 4), h = (3, 4) → 0. Row 1: r = (1, 0), h = (1, 2) → 2.
+        let r = [3.0, 4.0, 1.0, 0.0];
+        let h = [3.0, 4.0, 1.0, 2.0];
+        assert!((hidden_change(&h, &r, 2) - 1.0).abs() < 1e-12);
+        assert_eq!(hidden_change(&r, &r, 2), 0.0);
+    }
 }

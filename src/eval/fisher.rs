@@ -11,7 +11,9 @@ use crate::train::data::HostBatch;
 use crate::train::grads::grad_stats;
 use crate::train::loss::{lm_loss, DeviceBatch};
 
-/// Mean squared gradient norm per block over `batches` (each one sample).
+/// Mean squared gradient norm per block over `batches` (each one sample). Needs the output
+/// head (the loss is computed from its logits): callers leave it out for a head-less
+/// checkpoint ([`crate::eval::Subject::head`]).
 pub fn fisher_trace<B: AutodiffBackend>(
     model: &Transformer<B>,
     batches: &[HostBatch],

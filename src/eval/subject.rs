@@ -38,6 +38,9 @@ pub struct Subject<B: Backend> {
     /// synthetic task), the default input of `analyze` and `ablate`: a model trained
     /// on a synthetic task is only meaningful on that task. Empty for imported models.
     pub probe_texts: Vec<String>,
+    /// Whether the model has its output head (see [`crate::import::Imported::head`]):
+    /// without it, loss, output KL and Fisher information are left out.
+    pub head: bool,
 }
 
 impl<B: Backend> Subject<B> {
@@ -67,6 +70,7 @@ impl<B: Backend> Subject<B> {
                 family: "sinkscope".into(),
                 source: dir.display().to_string(),
                 probe_texts,
+                head: true,
             });
         }
         let imported = crate::import::load::<B>(arg, device)?;
@@ -76,6 +80,7 @@ impl<B: Backend> Subject<B> {
             family: imported.family,
             source: imported.source.display().to_string(),
             probe_texts: Vec::new(),
+            head: imported.head,
         })
     }
 

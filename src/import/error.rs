@@ -34,6 +34,10 @@ pub enum ImportErrorKind {
     /// The safetensors header or layout is broken (truncated file, corrupt header…).
     #[error("not a valid safetensors file: {0}")]
     Safetensors(String),
+    /// A `pytorch_model.bin` that cannot be read: not a zip/pickle checkpoint, truncated,
+    /// or pickle content the reader does not rebuild (a whole pickled module, custom classes).
+    #[error("not a readable PyTorch checkpoint: {0}")]
+    Pytorch(String),
     /// A JSON file (config.json, the shard index, tokenizer_config.json) does not parse.
     #[error("malformed JSON at `{field}`: {message}")]
     Json {

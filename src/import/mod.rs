@@ -1,5 +1,6 @@
-//! Pretrained weights into the one sinkscope transformer: Hugging Face safetensors
-//! folders (local or in the hub cache) and llama.cpp GGUF files.
+//! Pretrained weights into the one sinkscope transformer: Hugging Face folders (local or
+//! in the hub cache; safetensors or `pytorch_model.bin`, single or sharded; with or
+//! without the output head; sentence-transformers folders) and llama.cpp GGUF files.
 //!
 //! [`load`] is the entry point: it resolves the MODEL argument ([`resolve`]), reads the
 //! config into a [`ModelConfig`] through the family's switches ([`families`], or
@@ -13,6 +14,7 @@ pub mod gguf;
 pub mod gguf_model;
 pub mod hf_config;
 pub mod json;
+pub mod pytorch;
 pub mod resolve;
 pub mod safetensors;
 pub mod source;
@@ -34,9 +36,10 @@ pub use hf_config::HfConfig;
 pub use resolve::{hub_cache_root, resolve, resolve_in, ModelLocation};
 pub use tokenizer::{read_text_file, Encoded, TextTokenizer};
 
-use self::safetensors::SafetensorsSource;
+use families::Table;
 use gguf::GgufFile;
 use gguf_model::GgufSource;
+use source::TensorSource;
 
 /// A pretrained model ready to analyze.
 pub struct Imported<B: Backend> {
@@ -51,6 +54,11 @@ pub struct Imported<B: Backend> {
     pub family: String,
     /// The folder or file it was read from.
     pub source: PathBuf,
+    /// Whether the checkpoint has its output head. A head-less one (`BertModel`,
+    /// sentence-transformers, `LlamaModel` without `lm_head`) is run with its embedding
+    /// matrix as a read-out so the forward pass keeps one shape, but its logits are not
+    /// the model's: loss, output KL and Fisher information are left out for it.
+    pub head: bool,
 }
 
 impl<B: Backend> Imported<B> {
@@ -129,26 +137,56 @@ pub fn hf_model_config(dir: &Path) -> Result<ModelConfig> {
     Ok(read_hf_config(dir)?.2)
 }
 
+/// The weights of `source` in a transformer for `cfg` through `table`, with the head
+/// switched off when the checkpoint has none ([`weights::headless_config`]); notes what
+/// was left out. Returns the model, the config it was built with, and whether it has
+/// its head.
+fn load_checked<B: Backend>(
+    cfg: ModelConfig,
+    table: &Table,
+    source: Rc<dyn TensorSource>,
+    family: &str,
+    device: &B::Device,
+) -> Result<(Transformer<B>, ModelConfig, bool)> {
+    if let Some(note) = source::left_out_note(source.as_ref()) {
+        tracing::info!("{note}");
+    }
+    let bindings = table.bindings(cfg.n_layers);
+    let headless = weights::headless_config::<B>(&cfg, &bindings, source.as_ref(), device);
+    let head = headless.is_none();
+    let cfg = headless.unwrap_or(cfg);
+    if !head {
+        tracing::info!(
+            "{}: the checkpoint has no output head; attention and hidden states are analyzed, \
+             what needs the head (loss, output KL, Fisher) is left out",
+            source.origin().display()
+        );
+    }
+    let model = weights::load_weights(
+        &cfg,
+        &bindings,
+        Rc::clone(&source),
+        &|name| table.is_ignorable(name, cfg.tie_embeddings),
+        family,
+        device,
+    )?;
+    Ok((model, cfg, head))
+}
+
 /// Loads a Hugging Face model folder.
 pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Imported<B>> {
     let (hf, family, cfg) = read_hf_config(dir)?;
     let table = (family.table)(&hf);
     let tokenizer = TextTokenizer::from_hf_folder(dir, hf.bos_id())?;
-    let source = SafetensorsSource::open_folder(dir)?;
-    let model = weights::load_weights(
-        &cfg,
-        &table.bindings(cfg.n_layers),
-        Rc::new(source),
-        &|name| table.is_ignorable(name, cfg.tie_embeddings),
-        family.name,
-        device,
-    )?;
+    let source: Rc<dyn TensorSource> = Rc::from(source::open_folder(dir)?);
+    let (model, config, head) = load_checked(cfg, table, source, family.name, device)?;
     Ok(Imported {
         model,
-        config: cfg,
+        config,
         tokenizer,
         family: hf.model_type.unwrap_or_default(),
         source: dir.to_path_buf(),
+        head,
     })
 }
 
@@ -160,19 +198,53 @@ pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Imported
     let arch = file.architecture()?.to_string();
     let tokenizer = TextTokenizer::from_gguf_vocab(gguf_model::vocab(&file)?, path)?;
     let table = gguf_model::table(&file)?;
-    let model = weights::load_weights(
-        &cfg,
-        &table.bindings(cfg.n_layers),
+    let (model, config, head) = load_checked(
+        cfg,
+        table,
         Rc::new(GgufSource::new(file)?),
-        &|name| table.is_ignorable(name, cfg.tie_embeddings),
         &format!("GGUF {arch}"),
         device,
     )?;
     Ok(Imported {
         model,
-        config: cfg,
+        config,
         tokenizer,
         family: format!("gguf:{arch}"),
         source: path.to_path_buf(),
+        head,
     })
+}
+
+/// Every float tensor of a checkpoint as stored, for `spectra`: a `.safetensors`, `.bin`
+/// or `.gguf` file (GGUF tensors dequantized), anything [`resolve`] accepts as a model
+/// (safetensors or `pytorch_model.bin`, single or sharded), or a folder holding such
+/// files without config.json (a sinkscope checkpoint).
+pub fn open_tensors(path: &Path) -> Result<Box<dyn TensorSource>> {
+    let ext = |e: &str| path.extension().is_some_and(|x| x.eq_ignore_ascii_case(e));
+    if path.is_file() {
+        return Ok(if ext("gguf") {
+            Box::new(GgufSource::new(GgufFile::open(path)?)?)
+        } else if ext("bin") || ext("pt") || ext("pth") {
+            Box::new(pytorch::PytorchSource::open_file(path)?)
+        } else if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().ends_with(".index.json"))
+        {
+            if path.to_string_lossy().ends_with(pytorch::INDEX_FILE) {
+                Box::new(pytorch::PytorchSource::open_index(path)?)
+            } else {
+                Box::new(self::safetensors::SafetensorsSource::open_index(path)?)
+            }
+        } else {
+            Box::new(self::safetensors::SafetensorsSource::open_file(path)?)
+        });
+    }
+    match resolve(&path.to_string_lossy()) {
+        Ok(ModelLocation::HfFolder(dir)) => Ok(source::open_folder(&dir)?),
+        Ok(ModelLocation::Gguf(file)) => Ok(Box::new(GgufSource::new(GgufFile::open(&file)?)?)),
+        // A folder of weights without config.json (a sinkscope checkpoint, a bare
+        // download): its checkpoint files alone.
+        Err(_) if path.is_dir() => Ok(source::open_folder(path)?),
+        Err(e) => Err(e.into()),
+    }
 }

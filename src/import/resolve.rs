@@ -114,8 +114,9 @@ fn snapshot_dir(repo_dir: &Path, revision: &str) -> Result<PathBuf, ImportError>
     Ok(dir)
 }
 
-/// A local path: a `.gguf` file, a folder with config.json, or a folder holding exactly
-/// one `.gguf` file (a GGUF repository snapshot).
+/// A local path: a `.gguf` file, a folder with config.json, a sentence-transformers folder
+/// (its Transformer module's folder), or a folder holding exactly one `.gguf` file (a GGUF
+/// repository snapshot).
 fn local(path: &Path) -> Result<ModelLocation, ImportError> {
     if path.is_file() {
         return if has_gguf_extension(path) {
@@ -128,6 +129,9 @@ fn local(path: &Path) -> Result<ModelLocation, ImportError> {
             )
             .at(path))
         };
+    }
+    if let Some(sub) = sentence_transformer_folder(path)? {
+        return Ok(ModelLocation::HfFolder(sub));
     }
     if path.join("config.json").is_file() {
         return Ok(ModelLocation::HfFolder(path.to_path_buf()));
@@ -155,6 +159,44 @@ fn local(path: &Path) -> Result<ModelLocation, ImportError> {
             .at(path))
         }
     }
+}
+
+/// One entry of a sentence-transformers `modules.json`.
+#[derive(serde::Deserialize)]
+struct StModule {
+    path: String,
+    #[serde(rename = "type")]
+    kind: String,
+}
+
+/// The folder of a sentence-transformers model's Transformer module (`modules.json`'s
+/// `sentence_transformers.models.Transformer` entry: `""` for the folder itself, as in
+/// all-MiniLM-L6-v2, or a subfolder such as `0_Transformer`); None without modules.json.
+/// The pooling and normalisation modules after it act on the output and are not read.
+fn sentence_transformer_folder(dir: &Path) -> Result<Option<PathBuf>, ImportError> {
+    let modules = dir.join("modules.json");
+    if !modules.is_file() {
+        return Ok(None);
+    }
+    let list: Vec<StModule> = crate::import::json::read_json(&modules)?;
+    let Some(m) = list.iter().find(|m| m.kind.ends_with("models.Transformer")) else {
+        return Err(ImportErrorKind::NotFound(
+            "modules.json lists no sentence_transformers.models.Transformer module".into(),
+        )
+        .at(&modules));
+    };
+    let plain = Path::new(&m.path)
+        .components()
+        .all(|c| matches!(c, std::path::Component::Normal(_)));
+    let sub = dir.join(&m.path);
+    if !plain || !sub.join("config.json").is_file() {
+        return Err(ImportErrorKind::NotFound(format!(
+            "the Transformer module's folder `{}` holds no config.json",
+            m.path
+        ))
+        .at(&modules));
+    }
+    Ok(Some(sub))
 }
 
 fn has_gguf_extension(path: &Path) -> bool {

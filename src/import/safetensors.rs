@@ -129,10 +129,38 @@ fn convertible(dtype: Dtype) -> bool {
     matches!(dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64)
 }
 
-/// The part of `model.safetensors.index.json` that says which shard holds which tensor.
+/// The part of a shard index (`model.safetensors.index.json`, `pytorch_model.bin.index.json`:
+/// the same layout) that says which shard holds which tensor.
 #[derive(Deserialize)]
-struct Index {
-    weight_map: BTreeMap<String, String>,
+pub(crate) struct Index {
+    pub(crate) weight_map: BTreeMap<String, String>,
+}
+
+impl Index {
+    /// Reads `index_path` and returns it with its shard files (each once, sorted), every
+    /// one a plain file name inside the index's folder.
+    pub(crate) fn read(index_path: &Path) -> Result<(Self, Vec<PathBuf>), ImportError> {
+        let index: Index = read_json(index_path)?;
+        let dir = index_path.parent().unwrap_or(Path::new("."));
+        let mut files: Vec<&String> = index.weight_map.values().collect();
+        files.sort();
+        files.dedup();
+        let mut paths = Vec::with_capacity(files.len());
+        for file in files {
+            let plain = Path::new(file)
+                .components()
+                .all(|c| matches!(c, Component::Normal(_)));
+            if !plain {
+                return Err(ImportErrorKind::Config {
+                    field: "weight_map".into(),
+                    message: format!("shard `{file}` is not a file name inside the folder"),
+                }
+                .at(index_path));
+            }
+            paths.push(dir.join(file));
+        }
+        Ok((index, paths))
+    }
 }
 
 /// A safetensors checkpoint: one file, or the shards an index names.
@@ -144,27 +172,6 @@ pub struct SafetensorsSource {
 }
 
 impl SafetensorsSource {
-    /// The checkpoint in a model folder: `model.safetensors`, else the sharded index.
-    pub fn open_folder(dir: &Path) -> Result<Self, ImportError> {
-        let single = dir.join(SINGLE_FILE);
-        let index = dir.join(INDEX_FILE);
-        if single.is_file() {
-            Self::open_file(&single)
-        } else if index.is_file() {
-            Self::open_index(&index)
-        } else {
-            let hint = if dir.join("pytorch_model.bin").exists() {
-                " (only pytorch_model.bin is there; sinkscope reads safetensors, not pickles)"
-            } else {
-                ""
-            };
-            Err(ImportErrorKind::NotFound(format!(
-                "no {SINGLE_FILE} or {INDEX_FILE} in this folder{hint}"
-            ))
-            .at(dir))
-        }
-    }
-
     /// One safetensors file.
     pub fn open_file(path: &Path) -> Result<Self, ImportError> {
         let shard = Shard::open(path)?;
@@ -179,25 +186,12 @@ impl SafetensorsSource {
     /// The shards named by an index file; every tensor the index lists must be in its
     /// shard, and no tensor may appear in two shards.
     pub fn open_index(index_path: &Path) -> Result<Self, ImportError> {
-        let index: Index = read_json(index_path)?;
+        let (index, files) = Index::read(index_path)?;
         let dir = index_path.parent().unwrap_or(Path::new("."));
-        let mut files: Vec<&String> = index.weight_map.values().collect();
-        files.sort();
-        files.dedup();
-        let mut shards = Vec::with_capacity(files.len());
-        for file in files {
-            let plain = Path::new(file)
-                .components()
-                .all(|c| matches!(c, Component::Normal(_)));
-            if !plain {
-                return Err(ImportErrorKind::Config {
-                    field: "weight_map".into(),
-                    message: format!("shard `{file}` is not a file name inside the folder"),
-                }
-                .at(index_path));
-            }
-            shards.push(Shard::open(&dir.join(file))?);
-        }
+        let shards = files
+            .iter()
+            .map(|f| Shard::open(f))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut by_name = HashMap::new();
         for (i, shard) in shards.iter().enumerate() {
             for name in shard.tensors.keys() {
@@ -238,7 +232,24 @@ impl SafetensorsSource {
 
 impl TensorSource for SafetensorsSource {
     fn names(&self) -> Vec<String> {
-        self.by_name.keys().cloned().collect()
+        self.by_name
+            .keys()
+            .filter(|n| self.find(n).is_some_and(|(_, i)| convertible(i.dtype)))
+            .cloned()
+            .collect()
+    }
+
+    fn left_out(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .by_name
+            .keys()
+            .filter_map(|n| {
+                let (_, info) = self.find(n)?;
+                (!convertible(info.dtype)).then(|| format!("{n} ({:?})", info.dtype))
+            })
+            .collect();
+        out.sort();
+        out
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {

@@ -1,14 +1,26 @@
-//! Where stored tensors come from: one interface over safetensors (single or sharded) and
-//! GGUF, so the weight loader is written once for both.
+//! Where stored tensors come from: one interface over safetensors and PyTorch
+//! `pytorch_model.bin` (single or sharded) and GGUF, so the weight loader (and `spectra`)
+//! is written once for all of them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::error::Result;
+use crate::import::error::{ImportError, ImportErrorKind};
+use crate::import::pytorch::{self, PytorchSource};
+use crate::import::safetensors::{self as st, SafetensorsSource};
 
 /// A read-only collection of named tensors, each readable as row-major f32.
 pub trait TensorSource {
-    /// Every tensor name in the checkpoint (unordered).
+    /// Every float tensor in the checkpoint (unordered). Integer and boolean tensors
+    /// (`position_ids`, `token_type_ids`, masks) are index buffers, never weights: they
+    /// are listed by [`TensorSource::left_out`] instead.
     fn names(&self) -> Vec<String>;
+
+    /// The non-float tensors left out of [`TensorSource::names`], as `name (dtype)`,
+    /// sorted, for the note that mentions them.
+    fn left_out(&self) -> Vec<String> {
+        Vec::new()
+    }
 
     /// The row-major shape of `name`, or None if there is no such tensor.
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
@@ -26,4 +38,48 @@ pub trait TensorSource {
 
     /// The values of `name`, converted to f32.
     fn read_f32(&self, name: &str) -> Result<Vec<f32>>;
+}
+
+/// One line that mentions the tensors `source` leaves out (None when there are none), so a
+/// user sees that an integer buffer was skipped on purpose rather than lost.
+pub fn left_out_note(source: &dyn TensorSource) -> Option<String> {
+    let left = source.left_out();
+    if left.is_empty() {
+        return None;
+    }
+    const SHOWN: usize = 6;
+    let mut names = left[..left.len().min(SHOWN)].join(", ");
+    if left.len() > SHOWN {
+        names.push_str(&format!(" and {} more", left.len() - SHOWN));
+    }
+    Some(format!(
+        "{}: left out {} non-float tensor{} (index buffers, not weights): {names}",
+        source.origin().display(),
+        left.len(),
+        if left.len() == 1 { "" } else { "s" }
+    ))
+}
+
+/// The checkpoint in a model folder, in the order transformers prefers them:
+/// `model.safetensors`, its sharded index, `pytorch_model.bin`, its sharded index.
+pub fn open_folder(dir: &Path) -> Result<Box<dyn TensorSource>, ImportError> {
+    let has = |f: &str| dir.join(f).is_file();
+    Ok(if has(st::SINGLE_FILE) {
+        Box::new(SafetensorsSource::open_file(&dir.join(st::SINGLE_FILE))?)
+    } else if has(st::INDEX_FILE) {
+        Box::new(SafetensorsSource::open_index(&dir.join(st::INDEX_FILE))?)
+    } else if has(pytorch::SINGLE_FILE) {
+        Box::new(PytorchSource::open_file(&dir.join(pytorch::SINGLE_FILE))?)
+    } else if has(pytorch::INDEX_FILE) {
+        Box::new(PytorchSource::open_index(&dir.join(pytorch::INDEX_FILE))?)
+    } else {
+        return Err(ImportErrorKind::NotFound(format!(
+            "no weights in this folder (looked for {}, {}, {}, {})",
+            st::SINGLE_FILE,
+            st::INDEX_FILE,
+            pytorch::SINGLE_FILE,
+            pytorch::INDEX_FILE
+        ))
+        .at(dir));
+    })
 }

@@ -98,8 +98,14 @@ impl TextTokenizer {
             )
             .at(dir));
         }
-        let tokenizer = crate::error::contain(|| tokenizers::Tokenizer::from_file(&path))
+        let mut tokenizer = crate::error::contain(|| tokenizers::Tokenizer::from_file(&path))
             .map_err(|e| ImportErrorKind::Tokenizer(e).at(&path))?
+            .map_err(|e| ImportErrorKind::Tokenizer(e.to_string()).at(&path))?;
+        // transformers calls a fast tokenizer without padding or truncation unless asked,
+        // whatever tokenizer.json says (sentence-transformers files pad to 128): so do we.
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
             .map_err(|e| ImportErrorKind::Tokenizer(e.to_string()).at(&path))?;
         check_post_processor(&path, &tokenizer)?;
         let bos = match bos {

@@ -53,6 +53,79 @@ pub fn lazy_param_shapes<B: Backend>(model: &Transformer<B>) -> Vec<(String, Vec
     v.out
 }
 
+/// The base-model prefixes checkpoints are published with: `bert.`/`roberta.` (encoders
+/// saved from a task class), `model.` (Llama-style decoders, and encoders wrapped by other
+/// libraries), `transformer.` (GPT-2), `gpt_neox.` (Pythia), and none (the bare base class:
+/// `BertModel`, `LlamaModel`, sentence-transformers folders). A family's table names one
+/// of them; the others are tried when its names are absent.
+pub const PUBLISHED_PREFIXES: &[&str] =
+    &["bert.", "roberta.", "model.", "transformer.", "gpt_neox."];
+
+/// `name` without any published prefix.
+fn bare(name: &str) -> &str {
+    PUBLISHED_PREFIXES
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name)
+}
+
+/// The first of `candidates` the source holds, else the first one held under another
+/// published prefix (or none), with its stored shape.
+fn find_tensor(source: &dyn TensorSource, candidates: &[String]) -> Option<(String, Vec<usize>)> {
+    let exact = candidates
+        .iter()
+        .find_map(|name| source.shape(name).map(|shape| (name.clone(), shape)));
+    exact.or_else(|| {
+        candidates.iter().find_map(|name| {
+            let stem = bare(name);
+            std::iter::once("")
+                .chain(PUBLISHED_PREFIXES.iter().copied())
+                .map(|p| format!("{p}{stem}"))
+                .find_map(|n| source.shape(&n).map(|shape| (n, shape)))
+        })
+    })
+}
+
+/// Whether a sinkscope parameter belongs to the output head (BERT's transform, the LM
+/// projection, a tied head's bias) rather than to the body every analysis runs on.
+fn is_head_param(param: &str) -> bool {
+    param.starts_with("head_transform.") || param.starts_with("lm_head.") || param == "lm_bias"
+}
+
+/// For a checkpoint published without its output head (`BertModel`, `XLMRobertaModel`,
+/// sentence-transformers folders, a decoder's `*Model` class without `lm_head`): `cfg`
+/// with the head switched off — no head transform, no bias, the embedding matrix as a
+/// read-out — when every head parameter `cfg` asks for is absent from `source`. None when
+/// the head is there (or is the tied embedding itself, as in GPT-2 and SmolLM2); a head
+/// present only in part stays an error of the strict load. Logits of a head-less model
+/// are not the checkpoint's outputs: callers must not report anything computed from them.
+pub fn headless_config<B: Backend>(
+    cfg: &ModelConfig,
+    bindings: &[Binding],
+    source: &dyn TensorSource,
+    device: &B::Device,
+) -> Option<ModelConfig> {
+    let skeleton = Transformer::<B>::skeleton(cfg, device);
+    let by_param: BTreeMap<&str, &Binding> =
+        bindings.iter().map(|b| (b.param.as_str(), b)).collect();
+    let head: Vec<String> = lazy_param_shapes(&skeleton)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| is_head_param(p))
+        .collect();
+    let absent = |p: &String| {
+        by_param
+            .get(p.as_str())
+            .is_none_or(|b| find_tensor(source, &b.candidates).is_none())
+    };
+    (!head.is_empty() && head.iter().all(absent)).then(|| ModelConfig {
+        head_transform: false,
+        lm_head_bias: false,
+        tie_embeddings: true,
+        ..cfg.clone()
+    })
+}
+
 /// A parameter's source, checked: the tensor found, its stored shape, the steps.
 struct Planned {
     param: String,
@@ -84,10 +157,7 @@ fn plan<B: Backend>(
             .at(source.origin())
             .into());
         };
-        let found = binding
-            .candidates
-            .iter()
-            .find_map(|name| source.shape(name).map(|shape| (name.clone(), shape)));
+        let found = find_tensor(source, &binding.candidates);
         let Some((tensor, stored)) = found else {
             return Err(ImportErrorKind::MissingTensor {
                 tensor: binding.candidates[0].clone(),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::error::{Problem, ReadError};
 use super::npy::read_npy;
-use super::tensor_file::{TensorEntry, TensorFiles};
+use super::tensor_file::TensorFiles;
 use crate::analysis::{AttentionMaps, HiddenStates};
 
 /// Name of the attention tensor in a `.safetensors` input.
@@ -104,40 +104,6 @@ pub fn read_attention_file(
     Ok((maps, hidden))
 }
 
-/// The weights of a `.safetensors` file or model folder, loaded one at a time.
-pub struct WeightSource {
-    files: TensorFiles,
-}
-
-impl WeightSource {
-    /// Opens a `.safetensors` file or a Hugging Face model folder (sharded or not).
-    pub fn open(path: &Path) -> Result<Self, ReadError> {
-        Ok(WeightSource {
-            files: TensorFiles::open_model(path)?,
-        })
-    }
-
-    /// Every 2-D tensor (weights and embeddings; 1-D biases and norms are left out), in
-    /// file order.
-    pub fn matrices(&self) -> Vec<&TensorEntry> {
-        self.files
-            .tensors()
-            .iter()
-            .filter(|t| t.shape.len() == 2)
-            .collect()
-    }
-
-    /// Number of tensors of other ranks (skipped by `matrices`).
-    pub fn skipped(&self) -> usize {
-        self.files.tensors().len() - self.matrices().len()
-    }
-
-    /// The values of one tensor as f32, row-major.
-    pub fn load(&self, entry: &TensorEntry) -> Result<Vec<f32>, ReadError> {
-        self.files.read_f32(entry)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -201,24 +167,5 @@ mod tests {
         write(&p, &[("attn", Dtype::F32, vec![2, 2], f32_bytes(&head))]);
         let e = read_attention_file(&p).unwrap_err().to_string();
         assert!(e.contains("attentions") && e.contains("attn"), "{e}");
-    }
-
-    #[test]
-    fn weights_lists_matrices_only() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("w.safetensors");
-        write(
-            &p,
-            &[
-                ("bias", Dtype::F32, vec![3], f32_bytes(&[0.0; 3])),
-                ("weight", Dtype::F32, vec![3, 2], f32_bytes(&[1.0; 6])),
-            ],
-        );
-        let w = WeightSource::open(&p).unwrap();
-        let m = w.matrices();
-        assert_eq!(m.len(), 1);
-        assert_eq!(m[0].name, "weight");
-        assert_eq!(w.skipped(), 1);
-        assert_eq!(w.load(m[0]).unwrap().len(), 6);
     }
 }

@@ -7,6 +7,6 @@ pub mod error;
 pub mod npy;
 pub mod tensor_file;
 
-pub use arrays::{read_attention_file, WeightSource};
+pub use arrays::read_attention_file;
 pub use error::{Problem, ReadError};
 pub use npy::{read_npy, NpyArray};

@@ -1,16 +1,16 @@
-//! Memory-mapped `.safetensors` files, alone or as the shards of a Hugging Face model
-//! folder, with conversion of float tensors to f32.
+//! Memory-mapped `.safetensors` array files (`metrics`' input, `--dump`'s output), with
+//! conversion of float tensors to f32. Model checkpoints are read by the importer's
+//! tensor sources (`crate::import::source`).
 //!
 //! Headers are parsed once; tensor bytes are read from the maps only when a tensor is
 //! loaded, so a multi-gigabyte model costs one tensor of memory at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 use safetensors::{Dtype, SafeTensors};
-use serde::Deserialize;
 
 use super::error::{Problem, ReadError};
 
@@ -40,12 +40,6 @@ pub struct TensorFiles {
     by_name: HashMap<String, usize>,
 }
 
-/// `model.safetensors.index.json`: which shard holds which tensor.
-#[derive(Deserialize)]
-struct ShardIndex {
-    weight_map: BTreeMap<String, String>,
-}
-
 impl TensorFiles {
     /// Opens one `.safetensors` file.
     pub fn open_file(path: &Path) -> Result<Self, ReadError> {
@@ -55,74 +49,6 @@ impl TensorFiles {
             by_name: HashMap::new(),
         };
         set.add_shard(path)?;
-        Ok(set)
-    }
-
-    /// Opens a `.safetensors` file or a Hugging Face model folder: the shards listed by
-    /// `model.safetensors.index.json` (each listed tensor must be in its shard), else
-    /// `model.safetensors`, else every `*.safetensors` file of the folder.
-    pub fn open_model(path: &Path) -> Result<Self, ReadError> {
-        if !path.is_dir() {
-            return Self::open_file(path);
-        }
-        let index_path = path.join("model.safetensors.index.json");
-        let mut set = TensorFiles {
-            shards: Vec::new(),
-            tensors: Vec::new(),
-            by_name: HashMap::new(),
-        };
-        if index_path.exists() {
-            let text =
-                std::fs::read_to_string(&index_path).map_err(|e| ReadError::new(&index_path, e))?;
-            let index: ShardIndex = serde_json::from_str(&text).map_err(|e| {
-                ReadError::new(
-                    &index_path,
-                    Problem::Model(format!("not a shard index: {e}")),
-                )
-            })?;
-            let mut files: Vec<&String> = index.weight_map.values().collect();
-            files.sort();
-            files.dedup();
-            for f in files {
-                let shard = path.join(f);
-                if !shard.exists() {
-                    return Err(ReadError::new(
-                        &index_path,
-                        Problem::Model(format!("lists shard `{f}`, which is not in the folder")),
-                    ));
-                }
-                set.add_shard(&shard)?;
-            }
-            for (name, file) in &index.weight_map {
-                let ok = set
-                    .get(name)
-                    .is_some_and(|e| set.shards[e.shard].path == path.join(file));
-                if !ok {
-                    return Err(ReadError::new(
-                        &index_path,
-                        Problem::Model(format!("tensor `{name}` is not in its shard `{file}`")),
-                    ));
-                }
-            }
-        } else if path.join("model.safetensors").exists() {
-            set.add_shard(&path.join("model.safetensors"))?;
-        } else {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-                .map_err(|e| ReadError::new(path, e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
-                .collect();
-            files.sort();
-            if files.is_empty() {
-                return Err(ReadError::new(
-                    path,
-                    Problem::Model("no .safetensors file in this folder".into()),
-                ));
-            }
-            for f in &files {
-                set.add_shard(f)?;
-            }
-        }
         Ok(set)
     }
 
@@ -299,46 +225,5 @@ pub(crate) mod tests {
         );
         std::fs::write(&p, b"hello").unwrap();
         assert!(TensorFiles::open_file(&p).is_err());
-    }
-
-    #[test]
-    fn sharded_model_folder() {
-        let dir = tempfile::tempdir().unwrap();
-        write(
-            &dir.path().join("model-00001-of-00002.safetensors"),
-            &[("w1", Dtype::F32, vec![1, 2], f32_bytes(&[1.0, 2.0]))],
-        );
-        write(
-            &dir.path().join("model-00002-of-00002.safetensors"),
-            &[("w2", Dtype::F32, vec![2, 1], f32_bytes(&[3.0, 4.0]))],
-        );
-        let index = r#"{"metadata": {}, "weight_map": {"w1": "model-00001-of-00002.safetensors",
-            "w2": "model-00002-of-00002.safetensors"}}"#;
-        std::fs::write(dir.path().join("model.safetensors.index.json"), index).unwrap();
-        let t = TensorFiles::open_model(dir.path()).unwrap();
-        assert_eq!(t.tensors().len(), 2);
-        assert_eq!(t.read_f32(t.get("w2").unwrap()).unwrap(), vec![3.0, 4.0]);
-        // an index naming a tensor its shard lacks is an error
-        let index = r#"{"weight_map": {"w3": "model-00001-of-00002.safetensors"}}"#;
-        std::fs::write(dir.path().join("model.safetensors.index.json"), index).unwrap();
-        let err = TensorFiles::open_model(dir.path())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("w3"), "{err}");
-        // a missing shard too
-        let index = r#"{"weight_map": {"w1": "model-00009-of-00009.safetensors"}}"#;
-        std::fs::write(dir.path().join("model.safetensors.index.json"), index).unwrap();
-        let err = TensorFiles::open_model(dir.path())
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains("model-00009"), "{err}");
-        // no index: every .safetensors file
-        std::fs::remove_file(dir.path().join("model.safetensors.index.json")).unwrap();
-        assert_eq!(
-            TensorFiles::open_model(dir.path()).unwrap().tensors().len(),
-            2
-        );
     }
 }

@@ -7,5 +7,6 @@ mod families;
 mod hooks;
 mod import;
 mod model;
+mod published;
 mod report;
 mod training;
