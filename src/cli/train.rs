@@ -33,26 +33,33 @@ pub struct TrainArgs {
 /// Trains one run on backend `B` with the recipe's hooks logging into `out`.
 fn train_on<B: AutodiffBackend>(
     run: &Run,
+    sweep: &[Recipe],
     out: &Path,
     resume: bool,
 ) -> anyhow::Result<TrainOutcome> {
     let device = B::Device::default();
     let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &device)?;
+    hooks.set_sweep(sweep);
     eprintln!(
         "logs: {} and TensorBoard (view with: tensorboard --logdir {})",
         out.join(crate::log::run_log::METRICS_FILE).display(),
         hooks.tb_dir().display()
     );
-    Ok(train::<B>(&run.recipe, out, resume, &device, &mut hooks)?)
+    let outcome = train::<B>(&run.recipe, out, resume, &device, &mut hooks);
+    if outcome.is_err() {
+        // Best effort: the training error is the one to report.
+        let _ = hooks.record_failure();
+    }
+    Ok(outcome?)
 }
 
-fn run_one(run: &Run, out: &Path, resume: bool) -> anyhow::Result<TrainOutcome> {
+fn run_one(run: &Run, sweep: &[Recipe], out: &Path, resume: bool) -> anyhow::Result<TrainOutcome> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
     match run.recipe.device {
-        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, out, resume),
+        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, sweep, out, resume),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, out, resume),
+        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, sweep, out, resume),
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`"),
     }
@@ -61,6 +68,9 @@ fn run_one(run: &Run, out: &Path, resume: bool) -> anyhow::Result<TrainOutcome> 
 /// Trains every run of the recipe, one after another.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut runs = Recipe::load(&args.recipe, &args.set)?;
+    // Every run of the sweep, also those `--only` leaves out, so that the HParams
+    // records of all runs name the same settings.
+    let sweep: Vec<Recipe> = runs.iter().map(|r| r.recipe.clone()).collect();
     if !args.only.is_empty() {
         let names: Vec<&str> = runs.iter().filter_map(|r| r.name.as_deref()).collect();
         if let Some(unknown) = args.only.iter().find(|o| !names.contains(&o.as_str())) {
@@ -85,7 +95,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             }
             None => base,
         };
-        let o = run_one(run, &out, args.resume)?;
+        let o = run_one(run, &sweep, &out, args.resume)?;
         let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
         println!(
             "{}: step {}{}, train loss {}, held-out loss {}, {:.0} tokens/s",
