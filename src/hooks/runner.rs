@@ -45,11 +45,13 @@ pub struct HookRunner<B: AutodiffBackend> {
     tag_filter: TagFilter,
     recipe: crate::train::Recipe,
     session: SessionRecords,
-    /// The step the run started (`on_start`) or ended (`on_finish`) at; a failure
-    /// is logged just after it.
+    /// The last step the trainer reported (`on_start`, `on_step`, `on_finish`); a
+    /// failure is logged just after it, past any checkpoint a resume cuts back to.
     last_step: usize,
     /// Whether `on_start` opened the logs (a failure before that is not the run's).
     started: bool,
+    /// The step `on_start` reported.
+    started_at: usize,
 }
 
 impl<B: AutodiffBackend> HookRunner<B> {
@@ -123,6 +125,7 @@ impl<B: AutodiffBackend> HookRunner<B> {
             recipe: recipe.clone(),
             last_step: 0,
             started: false,
+            started_at: 0,
         })
     }
 
@@ -202,7 +205,7 @@ impl<B: AutodiffBackend> HookRunner<B> {
 
 impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
     fn on_start(&mut self, step: usize, model: &Transformer<B>, corpus: &Corpus) -> Result<()> {
-        self.last_step = step;
+        (self.last_step, self.started_at) = (step, step);
         let mut log = RunLog::open(&self.run_dir, (step > 0).then_some(step))?;
         log.set_filter(self.tag_filter);
         let hooks = std::mem::take(&mut self.hooks);
@@ -229,6 +232,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
     }
 
     fn on_step(&mut self, info: &StepInfo, model: &Transformer<B>) -> Result<()> {
+        self.last_step = info.step;
         for (f, l) in self.fisher_sum.iter_mut().zip(&info.grads.layer_sq) {
             *f += l;
         }
@@ -270,7 +274,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
     fn on_finish(&mut self, step: usize) -> Result<()> {
         // A run that trained to its last step succeeded (a run resumed when already
         // complete has its record from before).
-        let completed = step == self.total_steps && step > self.last_step;
+        let completed = step == self.total_steps && step > self.started_at;
         self.last_step = step;
         if completed {
             if let Some(w) = self.worker.as_mut() {

@@ -10,7 +10,7 @@ use tracing::warn;
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, EvalPlan, NamedMatrix, SequenceCapture};
 use crate::hooks::hook::{run_hooks, Hook, HookInput};
-use crate::hooks::tags;
+use crate::hooks::tags::LayoutBuilder;
 use crate::log::hparams::HParamsPluginData;
 use crate::log::RunLog;
 
@@ -144,8 +144,10 @@ fn work(
     hooks: &[Box<dyn Hook>],
     plan: &EvalPlan,
 ) -> Result<()> {
-    // The custom-scalars layout goes with the first evaluation of each session,
-    // built from the tags it wrote (TensorBoard draws the latest one).
+    // The custom-scalars layout, built from the tags evaluations wrote, is written
+    // with the first evaluation of each session and again when a later one adds
+    // tags (TensorBoard draws the latest).
+    let mut layout = LayoutBuilder::default();
     let mut layout_written = false;
     for job in rx {
         match job {
@@ -164,8 +166,8 @@ fn work(
                     probe: &probe,
                 };
                 let out = run_hooks(hooks, &input);
-                if !layout_written {
-                    log.layout(step, &tags::layout(&out, log.filter(), true))?;
+                if layout.add(&out, log.filter()) || !layout_written {
+                    log.layout(step, &layout.layout(true))?;
                     layout_written = true;
                 }
                 log.evaluation(
