@@ -352,3 +352,26 @@ fn a_log_written_to_a_file_has_no_escape_codes() {
     assert!(text.contains("INFO step 2/20 (10%) loss"), "{text}");
     assert!(text.contains("step 20/20 (100%)"), "{text}");
 }
+
+#[test]
+fn analyze_out_records_the_model_as_a_hyperparameter() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let status = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
+        .args(["analyze", "tests/fixtures/hf/llama", "--text", "In the beginning", "--out"])
+        .arg(&out)
+        .current_dir(root())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let l = logged(&out.join("tb"));
+    let hp = l.session_hparams();
+    assert_eq!(hp["model"], string("tests/fixtures/hf/llama"));
+    assert!(matches!(&hp["model.position.kind"], Kind::String(_)));
+    assert_eq!(l.session_ends(), [(0, status::SUCCESS)]);
+    let layout = &l.layouts[0];
+    assert_eq!(layout.category[0].title, "sinks");
+    assert!(layout.category.iter().all(|c| c.title != "train"));
+}
