@@ -358,7 +358,13 @@ fn analyze_out_records_the_model_as_a_hyperparameter() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out");
     let status = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
-        .args(["analyze", "tests/fixtures/hf/llama", "--text", "In the beginning", "--out"])
+        .args([
+            "analyze",
+            "tests/fixtures/hf/llama",
+            "--text",
+            "In the beginning",
+            "--out",
+        ])
         .arg(&out)
         .current_dir(root())
         .stdout(Stdio::null())
