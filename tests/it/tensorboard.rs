@@ -149,6 +149,31 @@ fn a_run_writes_hparams_and_a_per_layer_layout_that_read_back() {
     let sinks = &layout.category[0];
     assert!(!sinks.closed && layout.category[1].closed);
 
+    // `frame/type` codes the verdict metrics.jsonl names.
+    let codes: Vec<f32> = read_events(dir.path().join("tb"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.value {
+            LoggedValue::Scalar { tag, value } if tag == "frame/type" => Some(value),
+            _ => None,
+        })
+        .collect();
+    let verdicts: Vec<f32> = std::fs::read_to_string(dir.path().join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            match v["frame"]["frame_type"].as_str().unwrap() {
+                "none" => 0.0,
+                "centralized" => 1.0,
+                "distributed" => 2.0,
+                "bidirectional" => 3.0,
+                other => panic!("unknown frame type {other}"),
+            }
+        })
+        .collect();
+    assert_eq!(codes, verdicts);
+
     // /std and per-head scalars are opt-in in TensorBoard, and stay in metrics.jsonl.
     assert!(!l
         .scalars
