@@ -1,7 +1,6 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // A bug must not greet the user with a backtrace: one line, and a non-zero exit.
@@ -21,13 +20,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .init();
+    sinkscope::cli::init_logging();
     sinkscope::model::kernels::retain_freed_memory();
     let cli = sinkscope::cli::Cli::parse();
     match sinkscope::cli::run(cli) {

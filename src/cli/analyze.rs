@@ -20,7 +20,7 @@ use crate::eval::{
     capture, evaluate, fisher_trace, lm_batch, weight_matrices, EvalPlan, Evaluation,
     SequenceCapture, Subject,
 };
-use crate::hooks::{registry, HookInput, HookOutput};
+use crate::hooks::{hparams, registry, run_hooks, tags, HookInput, SessionRecords};
 use crate::import::tokenizer::Encoded;
 use crate::io::atomic;
 use crate::log::RunLog;
@@ -306,16 +306,18 @@ fn write_out(
     atomic::write_file(&path, &serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("{}: cannot write", path.display()))?;
     let mut log = RunLog::open(out, None)?;
-    let mut o = HookOutput::default();
     let input = HookInput {
         evaluation: ev,
         probe,
     };
-    for h in hooks {
-        h.run(&input, &mut o);
-    }
+    let o = run_hooks(hooks, &input);
+    let session = SessionRecords::analysis(&args.model, &subject.family, &subject.model.config);
+    log.hparams(0, &session.experiment)?;
+    log.hparams(0, &session.start)?;
+    log.layout(0, &tags::layout(&o, log.filter(), false))?;
     log.evaluation(0, &ev.summary.frame, &o.scalars, &o.histograms, &o.images)?;
     log.text("model", &format!("{} ({})", args.model, subject.family), 0)?;
+    log.hparams(0, &hparams::session_succeeded())?;
     log.flush()?;
     println!(
         "wrote {} and logs (tensorboard --logdir {})",

@@ -10,7 +10,10 @@ pub mod texts;
 pub mod topo;
 pub mod train;
 
+use std::io::IsTerminal;
+
 use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
 
 /// sinkscope: train transformers with swappable position encodings, watch attention
 /// sinks emerge, and analyze pretrained models.
@@ -55,4 +58,21 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Spectra(args) => spectra::run(&args),
         Command::Report(args) => report::run(&args),
     }
+}
+
+/// Sends `tracing` output to stderr at `RUST_LOG`'s level (default `info`), with
+/// colour only when stderr is a terminal and `NO_COLOR` is unset or empty
+/// (<https://no-color.org>), so a log written to a file or a pipe holds no escape
+/// codes.
+pub fn init_logging() {
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(colour)
+        .with_target(false)
+        .init();
 }

@@ -44,34 +44,41 @@ pub struct TrainArgs {
 /// Trains one run on backend `B` with the recipe's hooks logging into `out`.
 fn train_on<B: AutodiffBackend>(
     run: &Run,
+    sweep: &[Recipe],
     out: &Path,
     args: &TrainArgs,
 ) -> anyhow::Result<TrainOutcome> {
     let device = B::Device::default();
     let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &device)?;
+    hooks.set_sweep(sweep);
     eprintln!(
         "logs: {} and TensorBoard (view with: tensorboard --logdir {})",
         out.join(crate::log::run_log::METRICS_FILE).display(),
         hooks.tb_dir().display()
     );
-    Ok(train_allowing::<B>(
+    let outcome = train_allowing::<B>(
         &run.recipe,
         out,
         args.resume,
         &args.allow_change,
         &device,
         &mut hooks,
-    )?)
+    );
+    if outcome.is_err() {
+        // Best effort: the training error is the one to report.
+        let _ = hooks.record_failure();
+    }
+    Ok(outcome?)
 }
 
-fn run_one(run: &Run, out: &Path, args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
+fn run_one(run: &Run, sweep: &[Recipe], out: &Path, args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
     let _lock = crate::train::lock::RunLock::acquire(out)?;
     match run.recipe.device {
-        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, out, args),
+        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, sweep, out, args),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, out, args),
+        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, sweep, out, args),
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda => anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`"),
     }
@@ -80,6 +87,9 @@ fn run_one(run: &Run, out: &Path, args: &TrainArgs) -> anyhow::Result<TrainOutco
 /// Trains every run of the recipe, one after another.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     let mut runs = Recipe::load(&args.recipe, &args.set)?;
+    // Every run of the sweep, also those `--only` leaves out, so that the HParams
+    // records of all runs name the same settings.
+    let sweep: Vec<Recipe> = runs.iter().map(|r| r.recipe.clone()).collect();
     if !args.only.is_empty() {
         let names: Vec<&str> = runs.iter().filter_map(|r| r.name.as_deref()).collect();
         if let Some(unknown) = args.only.iter().find(|o| !names.contains(&o.as_str())) {
@@ -109,7 +119,7 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             }
             None => base,
         };
-        let o = run_one(run, &out, args)?;
+        let o = run_one(run, &sweep, &out, args)?;
         let fmt = |v: Option<f64>| v.map(|x| format!("{x:.4}")).unwrap_or_else(|| "-".into());
         println!(
             "{}: step {}{}, train loss {}, held-out loss {}, {:.0} tokens/s",

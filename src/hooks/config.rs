@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::analysis::{AnalysisConfig, SpectraConfig};
 use crate::hooks::schedule::HookSchedule;
+use crate::log::TagFilter;
 
 /// What training does when the analysis worker is still busy with earlier evaluations.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -33,6 +34,13 @@ pub struct HooksConfig {
     pub queue: usize,
     /// What to do when the queue is full.
     pub on_backlog: Backlog,
+    /// Per-head scalars (`…/layer_03/head_07`) in TensorBoard too: one tag per head,
+    /// so off by default (`metrics.jsonl` always has them).
+    pub per_head: bool,
+    /// The `<tag>/std` companions (spread over the probe sequences) in TensorBoard
+    /// too: they double the tag count, so off by default (`metrics.jsonl` always has
+    /// them).
+    pub std: bool,
     /// Analysis settings (thresholds, topology mode, …).
     pub analysis: AnalysisConfig,
     /// Weight-spectra settings.
@@ -51,8 +59,20 @@ impl Default for HooksConfig {
             probes: 8,
             queue: 2,
             on_backlog: Backlog::Wait,
+            per_head: false,
+            std: false,
             analysis: AnalysisConfig::default(),
             spectra: SpectraConfig::default(),
+        }
+    }
+}
+
+impl HooksConfig {
+    /// Which evaluation scalars go to TensorBoard.
+    pub fn tag_filter(&self) -> TagFilter {
+        TagFilter {
+            std: self.std,
+            per_head: self.per_head,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! The analysis itself runs once per evaluation (the shared evaluation path), so
 //! hooks never compute the same metric twice.
 
+use crate::analysis::frame::FrameType;
 use crate::analysis::report::padded_index;
 use crate::eval::{EvalPlan, Evaluation, SequenceCapture};
 use crate::log::{heatmap, scatter, RgbImage};
@@ -48,6 +49,33 @@ pub struct HookOutput {
     pub histograms: Vec<(String, Vec<f64>)>,
     /// `(tag, image)` images.
     pub images: Vec<(String, RgbImage)>,
+    /// `(hook name, end)`: the scalars `scalars[previous end..end]` came from that
+    /// hook (filled by [`run_hooks`]; the custom-scalars layout groups by it).
+    pub sections: Vec<(&'static str, usize)>,
+}
+
+/// Runs every hook on one evaluation, recording which hook logged which scalars.
+pub fn run_hooks(hooks: &[Box<dyn Hook>], input: &HookInput) -> HookOutput {
+    let mut out = HookOutput::default();
+    for hook in hooks {
+        hook.run(input, &mut out);
+        out.sections.push((hook.name(), out.scalars.len()));
+    }
+    out
+}
+
+/// The scalar `frame/type`: the frame verdict as a number, so TensorBoard can plot
+/// it and the HParams dashboard can show it as a metric column.
+pub const FRAME_TYPE_TAG: &str = "frame/type";
+
+/// Code of a frame type in [`FRAME_TYPE_TAG`] (documented in `docs/HOOKS.md`).
+pub fn frame_code(frame: FrameType) -> f64 {
+    match frame {
+        FrameType::None => 0.0,
+        FrameType::Centralized => 1.0,
+        FrameType::Distributed => 2.0,
+        FrameType::Bidirectional => 3.0,
+    }
 }
 
 /// A training-time measurement.
@@ -73,6 +101,8 @@ struct Metrics {
     prefixes: &'static [&'static str],
     needs: Needs,
     plan: fn(&mut EvalPlan),
+    /// Scalars the hook derives itself, beyond the evaluation's.
+    extra: fn(&HookInput, &mut HookOutput),
 }
 
 impl Hook for Metrics {
@@ -96,7 +126,15 @@ impl Hook for Metrics {
                 .into_iter()
                 .filter(|(tag, _)| self.prefixes.iter().any(|p| tag.starts_with(p))),
         );
+        (self.extra)(input, out);
     }
+}
+
+fn no_extra(_: &HookInput, _: &mut HookOutput) {}
+
+fn frame_type(input: &HookInput, out: &mut HookOutput) {
+    let frame = input.evaluation.summary.frame.frame_type;
+    out.scalars.push((FRAME_TYPE_TAG.into(), frame_code(frame)));
 }
 
 /// Attention heatmaps (head mean, first probe sequence) per layer.
@@ -223,6 +261,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
             prefixes: &["sink/", "frame/"],
             needs: needs(false, false),
             plan: |_| {},
+            extra: frame_type,
         }),
         Box::new(Metrics {
             name: "graph",
@@ -230,6 +269,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
             prefixes: &["graph/"],
             needs: needs(false, false),
             plan: |p| p.analysis.graph = true,
+            extra: no_extra,
         }),
         Box::new(Metrics {
             name: "topology",
@@ -237,6 +277,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
             prefixes: &["topo/"],
             needs: needs(false, false),
             plan: |p| p.analysis.topology.enabled = true,
+            extra: no_extra,
         }),
         Box::new(Metrics {
             name: "attention-spectra",
@@ -244,6 +285,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
             prefixes: &["spectra/"],
             needs: needs(false, false),
             plan: |p| p.analysis.spectra = true,
+            extra: no_extra,
         }),
         Box::new(Metrics {
             name: "information",
@@ -251,6 +293,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
             prefixes: &["info/"],
             needs: needs(false, false),
             plan: |_| {},
+            extra: no_extra,
         }),
         Box::new(Metrics {
             name: "massive",
@@ -258,6 +301,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
             prefixes: &["massive/"],
             needs: needs(true, false),
             plan: |_| {},
+            extra: no_extra,
         }),
         Box::new(Metrics {
             name: "fisher",
@@ -265,6 +309,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
             prefixes: &["fisher/"],
             needs: needs(false, true),
             plan: |_| {},
+            extra: no_extra,
         }),
         Box::new(WeightSpectra),
         Box::new(Heatmaps),

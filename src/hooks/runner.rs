@@ -12,9 +12,11 @@ use crate::error::{Error, Result};
 use crate::eval::{capture, weight_matrices, EvalPlan};
 use crate::hooks::config::{Backlog, HooksConfig};
 use crate::hooks::hook::{select, Hook, Needs};
+use crate::hooks::hparams::{session_end, session_succeeded, SessionRecords};
 use crate::hooks::schedule::HookSchedule;
 use crate::hooks::worker::{Job, Worker};
-use crate::log::RunLog;
+use crate::log::hparams::status;
+use crate::log::{RunLog, TagFilter, TensorBoardWriter};
 use crate::model::Transformer;
 use crate::train::data::{bytes, Corpus};
 use crate::train::{StepInfo, TrainEvents};
@@ -40,6 +42,16 @@ pub struct HookRunner<B: AutodiffBackend> {
     fisher_sum: Vec<f64>,
     fisher_steps: usize,
     worker: Option<Worker>,
+    tag_filter: TagFilter,
+    recipe: crate::train::Recipe,
+    session: SessionRecords,
+    /// The last step the trainer reported (`on_start`, `on_step`, `on_finish`); a
+    /// failure is logged just after it, past any checkpoint a resume cuts back to.
+    last_step: usize,
+    /// Whether `on_start` opened the logs (a failure before that is not the run's).
+    started: bool,
+    /// The step `on_start` reported.
+    started_at: usize,
 }
 
 impl<B: AutodiffBackend> HookRunner<B> {
@@ -108,7 +120,34 @@ impl<B: AutodiffBackend> HookRunner<B> {
             fisher_sum: Vec::new(),
             fisher_steps: 0,
             worker: None,
+            tag_filter: cfg.tag_filter(),
+            session: SessionRecords::training(recipe, &[]),
+            recipe: recipe.clone(),
+            last_step: 0,
+            started: false,
+            started_at: 0,
         })
+    }
+
+    /// Names the whole sweep this run belongs to, so its HParams records list
+    /// the settings the sweep varies (call before training).
+    pub fn set_sweep(&mut self, sweep: &[crate::train::Recipe]) {
+        self.session = SessionRecords::training(&self.recipe, sweep);
+    }
+
+    /// Marks the run as failed in TensorBoard's HParams dashboard, after `train`
+    /// returned an error. Written at the step after the last one reported, so a
+    /// resume from an earlier checkpoint cuts it away again.
+    pub fn record_failure(&mut self) -> Result<()> {
+        if !self.started {
+            return Ok(());
+        }
+        if let Some(mut w) = self.worker.take() {
+            let _ = w.finish();
+        }
+        let mut tb = TensorBoardWriter::create(self.tb_dir())?;
+        tb.add_hparams(&session_end(status::FAILURE), self.last_step as u64 + 1)?;
+        Ok(tb.flush()?)
     }
 
     /// Where TensorBoard should look.
@@ -166,9 +205,12 @@ impl<B: AutodiffBackend> HookRunner<B> {
 
 impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
     fn on_start(&mut self, step: usize, model: &Transformer<B>, corpus: &Corpus) -> Result<()> {
-        let log = RunLog::open(&self.run_dir, (step > 0).then_some(step))?;
+        (self.last_step, self.started_at) = (step, step);
+        let mut log = RunLog::open(&self.run_dir, (step > 0).then_some(step))?;
+        log.set_filter(self.tag_filter);
         let hooks = std::mem::take(&mut self.hooks);
         self.worker = Some(Worker::spawn(log, hooks, self.plan.clone(), self.queue));
+        self.started = true;
         self.probe = corpus.probe_inputs(self.probes);
         // A resume has restored the running sum (restore_state); keep it.
         if self.fisher_sum.len() != model.blocks.len() {
@@ -176,6 +218,10 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
             self.fisher_steps = 0;
         }
         if step == 0 {
+            let s = self.session.clone();
+            for data in [s.experiment, s.start] {
+                self.worker()?.send(Job::HParams { step, data })?;
+            }
             let text = format!("```toml\n{}\n```", self.recipe_text);
             self.worker()?.send(Job::Text {
                 step,
@@ -190,6 +236,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
     }
 
     fn on_step(&mut self, info: &StepInfo, model: &Transformer<B>) -> Result<()> {
+        self.last_step = info.step;
         for (f, l) in self.fisher_sum.iter_mut().zip(&info.grads.layer_sq) {
             *f += l;
         }
@@ -252,7 +299,19 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
         Ok(())
     }
 
-    fn on_finish(&mut self, _step: usize) -> Result<()> {
+    fn on_finish(&mut self, step: usize) -> Result<()> {
+        // A run that trained to its last step succeeded (a run resumed when already
+        // complete has its record from before).
+        let completed = step == self.total_steps && step > self.started_at;
+        self.last_step = step;
+        if completed {
+            if let Some(w) = self.worker.as_mut() {
+                w.send(Job::HParams {
+                    step,
+                    data: session_succeeded(),
+                })?;
+            }
+        }
         match self.worker.take() {
             Some(mut w) => w.finish(),
             None => Ok(()),

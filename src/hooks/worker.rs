@@ -9,7 +9,9 @@ use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, EvalPlan, NamedMatrix, SequenceCapture};
-use crate::hooks::hook::{Hook, HookInput, HookOutput};
+use crate::hooks::hook::{run_hooks, Hook, HookInput};
+use crate::hooks::tags::LayoutBuilder;
+use crate::log::hparams::HParamsPluginData;
 use crate::log::RunLog;
 
 /// Work for the analysis thread.
@@ -47,6 +49,13 @@ pub enum Job {
         step: usize,
         /// Why.
         why: String,
+    },
+    /// A record of TensorBoard's HParams plugin.
+    HParams {
+        /// Step.
+        step: usize,
+        /// The record.
+        data: HParamsPluginData,
     },
     /// Write everything queued so far to disk, then answer.
     Flush(SyncSender<()>),
@@ -135,10 +144,16 @@ fn work(
     hooks: &[Box<dyn Hook>],
     plan: &EvalPlan,
 ) -> Result<()> {
+    // The custom-scalars layout, built from the tags evaluations wrote, is written
+    // with the first evaluation of each session and again when a later one adds
+    // tags (TensorBoard draws the latest).
+    let mut layout = LayoutBuilder::default();
+    let mut layout_written = false;
     for job in rx {
         match job {
             Job::Scalars { step, scalars } => log.scalars(step, &scalars)?,
             Job::Text { step, tag, text } => log.text(&tag, &text, step)?,
+            Job::HParams { step, data } => log.hparams(step, &data)?,
             Job::Evaluate {
                 step,
                 probe,
@@ -146,13 +161,14 @@ fn work(
                 fisher,
             } => {
                 let evaluation = evaluate(Some(step), &probe, &weights, fisher, plan)?;
-                let mut out = HookOutput::default();
                 let input = HookInput {
                     evaluation: &evaluation,
                     probe: &probe,
                 };
-                for hook in hooks {
-                    hook.run(&input, &mut out);
+                let out = run_hooks(hooks, &input);
+                if layout.add(&out, log.filter()) || !layout_written {
+                    log.layout(step, &layout.layout(true))?;
+                    layout_written = true;
                 }
                 log.evaluation(
                     step,

@@ -22,6 +22,12 @@
 //! - `event.rs`: the protobuf messages.
 //! - `record.rs`: TFRecord framing.
 //! - `histogram.rs`: values → `HistogramProto` (linear buckets).
+//! - `hparams.rs`: the HParams plugin's records (a run's settings and final
+//!   metrics, for comparing the runs of a sweep).
+//! - `layout.rs`: the custom-scalars layout (one chart per metric, lines per
+//!   layer).
+//! - `progress.rs`: [`Progress`], a progress bar on a terminal and plain
+//!   periodic lines elsewhere.
 //! - `reader.rs`: [`read_events`], for tests and resume.
 //! - `resume.rs`: [`truncate_after`], [`truncate_jsonl_after`].
 //! - `jsonl.rs`: [`JsonlWriter`].
@@ -32,9 +38,12 @@
 pub mod error;
 pub mod event;
 pub mod histogram;
+pub mod hparams;
 pub mod image;
 pub mod jsonl;
+pub mod layout;
 pub mod plot;
+pub mod progress;
 pub mod reader;
 pub mod record;
 pub mod resume;
@@ -44,8 +53,10 @@ pub mod tensorboard;
 pub use error::LogError;
 pub use image::RgbImage;
 pub use jsonl::JsonlWriter;
+pub use layout::{Category, Chart, Layout};
 pub use plot::{heatmap, scale_to_fit, scatter, viridis};
+pub use progress::Progress;
 pub use reader::{read_events, EventRecord, LoggedValue};
 pub use resume::{truncate_after, truncate_jsonl_after, TruncateReport};
-pub use run_log::RunLog;
+pub use run_log::{RunLog, TagFilter};
 pub use tensorboard::TensorBoardWriter;

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 use super::event::{Event, HistogramProto, SummaryValue, Value, What, DT_STRING, TEXT_PLUGIN};
+use super::hparams::{self, HParamsPluginData};
+use super::layout::{self, Layout};
 use super::record::{Record, RecordReader};
 use super::tensorboard::EVENT_FILE_PREFIX;
 use super::LogError;
@@ -63,7 +65,23 @@ pub enum LoggedValue {
         /// The markdown text.
         text: String,
     },
-    /// A value of a kind sinkscope does not write (from another tool).
+    /// A record of the HParams plugin: the experiment, a session's start
+    /// (its hyperparameters) or its end (its status).
+    HParams {
+        /// Tag (`_hparams_/…`).
+        tag: String,
+        /// The decoded plugin data.
+        data: HParamsPluginData,
+    },
+    /// The custom-scalars layout.
+    Layout {
+        /// Tag (`custom_scalars__config__`).
+        tag: String,
+        /// The decoded layout.
+        layout: Layout,
+    },
+    /// A value of a kind sinkscope does not write (from another tool), or a
+    /// plugin record whose content does not decode.
     Other {
         /// Tag.
         tag: String,
@@ -79,6 +97,8 @@ impl LoggedValue {
             | LoggedValue::Histogram { tag, .. }
             | LoggedValue::Image { tag, .. }
             | LoggedValue::Text { tag, .. }
+            | LoggedValue::HParams { tag, .. }
+            | LoggedValue::Layout { tag, .. }
             | LoggedValue::Other { tag } => Some(tag),
         }
     }
@@ -155,9 +175,23 @@ fn flatten(event: Event, out: &mut Vec<EventRecord>) {
 }
 
 fn logged_value(v: SummaryValue) -> LoggedValue {
-    let is_text = v.plugin_name() == Some(TEXT_PLUGIN);
+    let plugin = v.plugin_name().map(str::to_string);
+    let is_text = plugin.as_deref() == Some(TEXT_PLUGIN);
+    if plugin.as_deref() == Some(hparams::PLUGIN_NAME) {
+        let content = v.metadata.and_then(|m| m.plugin_data).map(|p| p.content);
+        return match content.map(|c| HParamsPluginData::decode(c.as_slice())) {
+            Some(Ok(data)) => LoggedValue::HParams { tag: v.tag, data },
+            _ => LoggedValue::Other { tag: v.tag },
+        };
+    }
     let tag = v.tag;
     match v.value {
+        Some(Value::Tensor(t)) if plugin.as_deref() == Some(layout::PLUGIN_NAME) => {
+            match t.string_val.first().map(|b| Layout::decode(b.as_slice())) {
+                Some(Ok(layout)) => LoggedValue::Layout { tag, layout },
+                _ => LoggedValue::Other { tag },
+            }
+        }
         Some(Value::SimpleValue(value)) => LoggedValue::Scalar { tag, value },
         Some(Value::Histo(histogram)) => LoggedValue::Histogram { tag, histogram },
         Some(Value::Image(img)) => LoggedValue::Image {

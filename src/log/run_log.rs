@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use tracing::warn;
 
+use crate::log::hparams::HParamsPluginData;
 use crate::log::{
-    truncate_after, truncate_jsonl_after, JsonlWriter, LogError, RgbImage, TensorBoardWriter,
+    truncate_after, truncate_jsonl_after, JsonlWriter, Layout, LogError, RgbImage,
+    TensorBoardWriter,
 };
 
 /// TensorBoard folder inside a run.
@@ -17,11 +19,36 @@ pub const TB_DIR: &str = "tb";
 /// Metrics file inside a run.
 pub const METRICS_FILE: &str = "metrics.jsonl";
 
+/// Which scalars of an evaluation go to TensorBoard. `metrics.jsonl` keeps
+/// every scalar; TensorBoard shows one card per tag, so the spread over probe
+/// sequences (`…/std`) and per-head values (`…/head_07`), which multiply the
+/// tag count, are opt-in there.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TagFilter {
+    /// Keep the `<tag>/std` companions.
+    pub std: bool,
+    /// Keep per-head tags (a `head_NN` path component).
+    pub per_head: bool,
+}
+
+impl TagFilter {
+    /// Whether `tag` goes to TensorBoard.
+    pub fn keeps(&self, tag: &str) -> bool {
+        let is_std = tag.ends_with("/std");
+        let is_head = tag.split('/').any(|c| {
+            c.strip_prefix("head_")
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        });
+        (self.std || !is_std) && (self.per_head || !is_head)
+    }
+}
+
 /// Writers for one run's logs.
 pub struct RunLog {
     tb: TensorBoardWriter,
     jsonl: JsonlWriter,
     dir: PathBuf,
+    filter: TagFilter,
 }
 
 /// One line of `metrics.jsonl`.
@@ -75,7 +102,19 @@ impl RunLog {
             tb: TensorBoardWriter::create(&tb_dir)?,
             jsonl: JsonlWriter::open_append(&metrics)?,
             dir: run_dir.to_path_buf(),
+            filter: TagFilter::default(),
         })
+    }
+
+    /// Chooses which evaluation scalars go to TensorBoard (default: no
+    /// `/std`, no per-head tags).
+    pub fn set_filter(&mut self, filter: TagFilter) {
+        self.filter = filter;
+    }
+
+    /// The filter in use, so a layout lists only tags that are written.
+    pub fn filter(&self) -> TagFilter {
+        self.filter
     }
 
     /// The TensorBoard folder, for the `tensorboard --logdir` hint.
@@ -88,8 +127,9 @@ impl RunLog {
         self.tb.add_scalars(scalars, step as u64)
     }
 
-    /// One evaluation: scalars, histograms and images to TensorBoard, and a line of
-    /// `metrics.jsonl` with the scalars and the frame verdict.
+    /// One evaluation: scalars (those the [`TagFilter`] keeps), histograms and images
+    /// to TensorBoard, and a line of `metrics.jsonl` with every scalar and the frame
+    /// verdict.
     pub fn evaluation<F: Serialize>(
         &mut self,
         step: usize,
@@ -98,7 +138,12 @@ impl RunLog {
         histograms: &[(String, Vec<f64>)],
         images: &[(String, RgbImage)],
     ) -> Result<(), LogError> {
-        self.tb.add_scalars(scalars, step as u64)?;
+        let shown: Vec<(&str, f64)> = scalars
+            .iter()
+            .filter(|(tag, _)| self.filter.keeps(tag))
+            .map(|(tag, v)| (tag.as_str(), *v))
+            .collect();
+        self.tb.add_scalars(&shown, step as u64)?;
         for (tag, values) in histograms {
             self.tb.add_histogram(tag, values, step as u64)?;
         }
@@ -128,9 +173,65 @@ impl RunLog {
         self.tb.add_text(tag, text, step as u64)
     }
 
+    /// A record of TensorBoard's HParams plugin (see `hparams.rs`).
+    pub fn hparams(&mut self, step: usize, data: &HParamsPluginData) -> Result<(), LogError> {
+        self.tb.add_hparams(data, step as u64)
+    }
+
+    /// The custom-scalars layout (see `layout.rs`).
+    pub fn layout(&mut self, step: usize, layout: &Layout) -> Result<(), LogError> {
+        self.tb.add_layout(layout, step as u64)
+    }
+
     /// Writes and fsyncs both files.
     pub fn flush(&mut self) -> Result<(), LogError> {
         self.tb.flush()?;
         self.jsonl.sync()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn std_and_per_head_tags_are_opt_in() {
+        let tags = [
+            "sink/rate/layer_03",
+            "sink/rate/layer_03/std",
+            "sink/first_token_mass/layer_03/head_07",
+            "sink/first_token_mass/layer_03/head_07/std",
+            "graph/heads_0.1/layer_00",
+        ];
+        let kept =
+            |f: TagFilter| -> Vec<&str> { tags.into_iter().filter(|t| f.keeps(t)).collect() };
+        assert_eq!(
+            kept(TagFilter::default()),
+            ["sink/rate/layer_03", "graph/heads_0.1/layer_00"]
+        );
+        assert_eq!(
+            kept(TagFilter {
+                std: true,
+                per_head: false
+            })
+            .len(),
+            3
+        );
+        assert_eq!(
+            kept(TagFilter {
+                std: false,
+                per_head: true
+            })
+            .len(),
+            3
+        );
+        assert_eq!(
+            kept(TagFilter {
+                std: true,
+                per_head: true
+            })
+            .len(),
+            5
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Writes TensorBoard event files: scalars, histograms, images and text.
+//! Writes TensorBoard event files: scalars, histograms, images, text, and the
+//! records of the HParams and custom-scalars plugins.
 //!
 //! One writer owns one file, named like TensorFlow's and PyTorch's
 //! (`events.out.tfevents.{unix_secs}.{hostname}.{pid}.{counter}`), so
@@ -16,7 +17,9 @@ use prost::Message;
 
 use super::event::{Event, SummaryValue};
 use super::histogram::{linear_histogram, DEFAULT_BUCKETS};
+use super::hparams::HParamsPluginData;
 use super::image::RgbImage;
+use super::layout::Layout;
 use super::record::write_record;
 use super::LogError;
 
@@ -97,6 +100,18 @@ impl TensorBoardWriter {
     /// for the text dashboard.
     pub fn add_text(&mut self, tag: &str, text: &str, step: u64) -> Result<(), LogError> {
         self.add_values(vec![SummaryValue::text(tag, text)], step)
+    }
+
+    /// Logs one record of the HParams plugin (experiment, session start or
+    /// session end) under the tag the plugin reads it from. TensorBoard keeps
+    /// the first such record of a run, so write each once.
+    pub fn add_hparams(&mut self, data: &HParamsPluginData, step: u64) -> Result<(), LogError> {
+        self.add_values(vec![data.summary_value()], step)
+    }
+
+    /// Logs the custom-scalars layout of this run.
+    pub fn add_layout(&mut self, layout: &Layout, step: u64) -> Result<(), LogError> {
+        self.add_values(vec![layout.summary_value()], step)
     }
 
     /// Writes buffered events to the file and fsyncs it, so TensorBoard

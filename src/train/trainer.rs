@@ -13,7 +13,6 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::{GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tracing::{info, warn};
 
 use crate::error::{Error, Result};
@@ -482,12 +481,7 @@ where
     )))
 }
 
-fn progress_bar(len: u64, pos: u64) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.set_position(pos);
-    bar
+/// A bar on a terminal, plain periodic log lines elsewhere (`log/progress.rs`).
+fn progress_bar(len: u64, pos: u64) -> crate::log::Progress {
+    crate::log::Progress::new(len, pos)
 }

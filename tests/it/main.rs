@@ -9,4 +9,5 @@ mod import;
 mod model;
 mod published;
 mod report;
+mod tensorboard;
 mod training;
