@@ -361,7 +361,7 @@ fn llama3_from_factors(factors: &[f32], base: f64, dim: usize) -> Result<RopePar
             let s = (o / w - low) / (high - low);
             1.0 / ((1.0 - s) / factor + s)
         };
-        if !(a.is_finite() && b.is_finite() && low > 0.0 && high > low) || !close(fi, want) {
+        if !(a.is_finite() && b.is_finite() && low > 0.0 && high > low && close(fi, want)) {
             return Err(format!(
                 "factor {fi} of frequency {i} does not follow Llama 3's rotary scaling"
             ));

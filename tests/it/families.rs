@@ -102,9 +102,16 @@ fn config_error(dir: &std::path::Path) -> String {
     e
 }
 
+/// A fixture, an edit of its config.json, and a word the error must contain.
+type ConfigCase = (
+    &'static str,
+    Box<dyn Fn(&mut serde_json::Value)>,
+    &'static str,
+);
+
 #[test]
 fn broken_per_layer_configs_are_named() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<ConfigCase> = vec![
         (
             "gemma2",
             Box::new(|c| c["layer_types"] = serde_json::json!(["sliding_attention"])),
@@ -308,7 +315,7 @@ fn broken_gguf_families_are_named_errors() {
     );
     // rope_freqs that are not Llama 3's: every factor different and growing backwards.
     let mut bytes = fs::read(fixture("gguf/llama3-rope.gguf")).unwrap();
-    let file = sinkscope::import::gguf::GgufFile::open(&fixture("gguf/llama3-rope.gguf")).unwrap();
+    let file = sinkscope::import::gguf::GgufFile::open(fixture("gguf/llama3-rope.gguf")).unwrap();
     let (factors, _) = file.tensor_f32("rope_freqs.weight").unwrap();
     let raw: Vec<u8> = factors.iter().flat_map(|f| f.to_le_bytes()).collect();
     let at = bytes
