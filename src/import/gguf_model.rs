@@ -202,13 +202,18 @@ fn hf_config(file: &GgufFile, a: &GgufArch) -> Result<HfConfig> {
         Some(v) => v,
         None => file.tensor_info("token_embd.weight")?.shape()[0],
     };
-    if file.tensor_info("rope_freqs.weight").is_ok() {
-        return Err(config_error(
-            path,
-            "rope_freqs.weight",
-            "per-frequency rotary factors (Llama 3.1 scaling) are not supported in GGUF",
-        ));
-    }
+    let rope_base: f64 = m.value_opt(&key("rope.freq_base"))?.unwrap_or(10_000.0);
+    let llama3 = match file.tensor_info("rope_freqs.weight") {
+        Ok(_) => {
+            let (factors, _) = file.tensor_f32("rope_freqs.weight")?;
+            let dim = rotary.unwrap_or(head_dim);
+            Some(
+                llama3_from_factors(&factors, rope_base, dim)
+                    .map_err(|msg| config_error(path, "rope_freqs.weight", msg))?,
+            )
+        }
+        Err(_) => None,
+    };
     let scaling = match m.value_opt::<&str>(&key("rope.scaling.type"))? {
         None | Some("none") => m
             .value_opt::<f64>(&key("rope.scale_linear"))?
@@ -222,10 +227,13 @@ fn hf_config(file: &GgufFile, a: &GgufArch) -> Result<HfConfig> {
             ))
         }
     };
-    let rope = RopeParams {
-        rope_type: Some(scaling.map_or("default", |s| s.0).to_string()),
-        factor: scaling.map(|s| s.1),
-        ..RopeParams::default()
+    let rope = match llama3 {
+        Some(l) => l,
+        None => RopeParams {
+            rope_type: Some(scaling.map_or("default", |s| s.0).to_string()),
+            factor: scaling.map(|s| s.1),
+            ..RopeParams::default()
+        },
     };
     let has = |name: &str| file.tensor_info(name).is_ok();
     // llama.cpp scales Gemma 2/3 scores by 1/√head_dim, except the 27B models (46 and 62
@@ -315,6 +323,104 @@ fn check_vocab(path: &Path, v: &GgufVocab) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Llama 3's rotary scaling recovered from llama.cpp's `rope_freqs` (the factor each
+/// frequency is divided by, which the converter computes with Llama 3's rule), so the
+/// model's own `llama3` rule reproduces them. The rule depends on its context lengths
+/// only through their ratios, so `original_max` is fixed at 8192 and the two boundary
+/// factors are solved for; factors that no such rule gives are an error.
+fn llama3_from_factors(factors: &[f32], base: f64, dim: usize) -> Result<RopeParams, String> {
+    if factors.len() != dim / 2 {
+        return Err(format!(
+            "{} factors for {} rotary frequencies",
+            factors.len(),
+            dim / 2
+        ));
+    }
+    let f: Vec<f64> = factors.iter().map(|&x| f64::from(x)).collect();
+    if f.iter().any(|x| !x.is_finite() || *x <= 0.0) {
+        return Err("factors must be positive and finite".into());
+    }
+    let factor = f.iter().cloned().fold(1.0, f64::max);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+    // Wavelengths 2π/θ_i of the unscaled frequencies, increasing with i.
+    let wavelen: Vec<f64> = (0..dim / 2)
+        .map(|i| 2.0 * std::f64::consts::PI * base.powf(2.0 * i as f64 / dim as f64))
+        .collect();
+    // smooth_i = (1/f_i − 1/factor) / (1 − 1/factor) = a/λ_i − b on the middle band.
+    let smooth: Vec<(f64, f64)> = (0..f.len())
+        .filter(|&i| !close(f[i], 1.0) && !close(f[i], factor))
+        .map(|i| {
+            (
+                1.0 / wavelen[i],
+                (1.0 / f[i] - 1.0 / factor) / (1.0 - 1.0 / factor),
+            )
+        })
+        .collect();
+    let last_high = (0..f.len()).rev().find(|&i| close(f[i], 1.0));
+    let first_low = (0..f.len()).find(|&i| close(f[i], factor));
+    // Band edges between the classes (midpoints in log-wavelength), where the rule is
+    // free to put them.
+    let edge = |lo: Option<usize>, hi: Option<usize>| match (lo, hi) {
+        (Some(a), Some(b)) if b < wavelen.len() => (wavelen[a] * wavelen[b]).sqrt(),
+        (Some(a), _) => wavelen[a] * 1.5,
+        (None, Some(b)) => wavelen[b] / 1.5,
+        (None, None) => 1.0,
+    };
+    let (a, b) = match smooth.len() {
+        0 => {
+            // smooth = 1 at the high edge, 0 at the low edge.
+            let hi = edge(last_high, last_high.map(|i| i + 1).or(first_low));
+            let lo = edge(first_low.map(|i| i.saturating_sub(1)), first_low).max(hi * 1.5);
+            let a = 1.0 / (1.0 / hi - 1.0 / lo);
+            (a, a / lo)
+        }
+        1 => {
+            let (x, y) = smooth[0];
+            let hi = edge(last_high, last_high.map(|i| i + 1));
+            let a = (1.0 - y) / (1.0 / hi - x);
+            (a, a * x - y)
+        }
+        _ => {
+            let (x0, y0) = smooth[0];
+            let (x1, y1) = smooth[smooth.len() - 1];
+            let a = (y0 - y1) / (x0 - x1);
+            (a, a * x0 - y0)
+        }
+    };
+    // a = O/(H − L), b = L/(H − L) with O = original_max.
+    let original_max = 8192usize;
+    let o = original_max as f64;
+    let span = o / a;
+    let (low, high) = (b * span, (b + 1.0) * span);
+    let params = RopeParams {
+        rope_type: Some("llama3".into()),
+        factor: Some(factor),
+        low_freq_factor: Some(low),
+        high_freq_factor: Some(high),
+        original_max_position_embeddings: Some(original_max),
+        ..RopeParams::default()
+    };
+    // The rule must give back every factor.
+    let (lw, hw) = (o / low, o / high);
+    for (i, &fi) in f.iter().enumerate() {
+        let w = wavelen[i];
+        let want = if w < hw {
+            1.0
+        } else if w > lw {
+            factor
+        } else {
+            let s = (o / w - low) / (high - low);
+            1.0 / ((1.0 - s) / factor + s)
+        };
+        if !(a.is_finite() && b.is_finite() && low > 0.0 && high > low && close(fi, want)) {
+            return Err(format!(
+                "factor {fi} of frequency {i} does not follow Llama 3's rotary scaling"
+            ));
+        }
+    }
+    Ok(params)
 }
 
 /// The sinkscope config a GGUF file's metadata describes, through its family.
@@ -442,7 +548,8 @@ impl TensorSource for GgufSource {
                     .tensors()
                     .iter()
                     .map(|t| t.name())
-                    .filter(|n| !mapped.contains(n))
+                    // `rope_freqs` is read into the config (Llama 3's scaling).
+                    .filter(|n| !mapped.contains(n) && *n != "rope_freqs.weight")
                     .map(str::to_string),
             )
             .collect()

@@ -1,9 +1,10 @@
 //! The one description of a transformer that sinkscope builds.
 //!
-//! Training recipes and every imported family (Llama, Qwen2, Mistral, Gemma, Phi-2,
-//! GPT-NeoX/Pythia, GPT-2, BERT, XLM-RoBERTa) resolve to this struct: a family is a
-//! table of switches here plus a table of tensor names in `import`, never a copy of
-//! the model code.
+//! Training recipes and every imported family (Llama, Qwen2/3, Mistral, Gemma 1/2/3,
+//! Phi-2/3, SmolLM3, OLMo 2, GPT-NeoX/Pythia, GPT-2, BERT, XLM-RoBERTa, ModernBERT)
+//! resolve to this struct: a family is a table of switches here plus a table of tensor
+//! names in `import`, never a copy of the model code. Settings that differ between layers
+//! (local/global windows, rotary bases, NoPE layers) are [`LayerOverride`]s.
 
 use serde::{Deserialize, Serialize};
 
@@ -255,6 +256,19 @@ pub struct LayerSpec {
     pub sliding_window: Option<usize>,
 }
 
+impl LayerSpec {
+    /// Whether query `i` may attend to key `j` (before padding) under the causal mask of a
+    /// decoder (`causal`) and this layer's window.
+    pub fn can_attend(&self, causal: bool, i: usize, j: usize) -> bool {
+        let window = self.sliding_window;
+        if causal {
+            j <= i && window.is_none_or(|w| i - j < w)
+        } else {
+            window.is_none_or(|w| i.abs_diff(j) <= w / 2)
+        }
+    }
+}
+
 /// A transformer, fully described by data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -430,12 +444,7 @@ impl ModelConfig {
     /// Whether query `i` may attend to key `j` in layer `layer` (before padding): the
     /// causal mask and that layer's sliding window.
     pub fn can_attend(&self, layer: usize, i: usize, j: usize) -> bool {
-        let window = self.layer(layer).sliding_window;
-        if self.is_causal() {
-            j <= i && window.is_none_or(|w| i - j < w)
-        } else {
-            window.is_none_or(|w| i.abs_diff(j) <= w / 2)
-        }
+        self.layer(layer).can_attend(self.is_causal(), i, j)
     }
 
     /// Checks the switches fit together; `what` names the source (a recipe field or a
@@ -598,5 +607,121 @@ impl ModelConfig {
             return bad("factor", "NTK factor must be at least 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_select_layers_and_later_ones_win() {
+        let nope = PositionConfig {
+            kind: PositionKind::None,
+            ..PositionConfig::default()
+        };
+        let cfg = ModelConfig {
+            vocab_size: 10,
+            n_layers: 8,
+            layers: vec![
+                LayerOverride {
+                    every: Some(4),
+                    first: 3,
+                    position: Some(nope),
+                    ..Default::default()
+                },
+                LayerOverride {
+                    layers: vec![7, 0],
+                    sliding_window: Some(3),
+                    ..Default::default()
+                },
+                LayerOverride {
+                    layers: vec![7],
+                    sliding_window: Some(5),
+                    ..Default::default()
+                },
+            ],
+            ..Default::default()
+        };
+        let kinds: Vec<_> = (0..8).map(|l| cfg.layer(l).position.kind).collect();
+        let none = PositionKind::None;
+        let rope = PositionKind::Rope;
+        assert_eq!(kinds, [rope, rope, rope, none, rope, rope, rope, none]);
+        let windows: Vec<_> = (0..8).map(|l| cfg.layer(l).sliding_window).collect();
+        assert_eq!(windows[0], Some(3));
+        assert_eq!(windows[7], Some(5));
+        assert!(windows[1..7].iter().all(Option::is_none));
+        // Layer 0: causal window 3 → keys i-2..=i; layer 1: all past keys.
+        assert!(cfg.can_attend(0, 5, 3) && !cfg.can_attend(0, 5, 2) && !cfg.can_attend(0, 5, 6));
+        assert!(cfg.can_attend(1, 5, 0));
+        // An encoder's window 4: keys within 2 either side.
+        let enc = LayerSpec {
+            position: PositionConfig::default(),
+            sliding_window: Some(4),
+        };
+        assert!(enc.can_attend(false, 5, 7) && enc.can_attend(false, 5, 3));
+        assert!(!enc.can_attend(false, 5, 8) && !enc.can_attend(false, 5, 2));
+        cfg.validate("test").unwrap();
+    }
+
+    #[test]
+    fn bad_overrides_are_named() {
+        let base = ModelConfig {
+            vocab_size: 10,
+            n_layers: 2,
+            ..Default::default()
+        };
+        let learned = PositionConfig {
+            kind: PositionKind::Learned,
+            ..PositionConfig::default()
+        };
+        let cases = [
+            (
+                LayerOverride {
+                    layers: vec![2],
+                    ..Default::default()
+                },
+                "layers[0].layers",
+            ),
+            (
+                LayerOverride {
+                    every: Some(0),
+                    ..Default::default()
+                },
+                "layers[0].every",
+            ),
+            (
+                LayerOverride {
+                    position: Some(learned),
+                    ..Default::default()
+                },
+                "layers[0].position.kind",
+            ),
+            (
+                LayerOverride {
+                    position: Some(PositionConfig {
+                        base: 0.5,
+                        ..PositionConfig::default()
+                    }),
+                    ..Default::default()
+                },
+                "layers[0].position.base",
+            ),
+            (
+                LayerOverride {
+                    sliding_window: Some(0),
+                    ..Default::default()
+                },
+                "layers[0].sliding_window",
+            ),
+        ];
+        for (o, field) in cases {
+            let cfg = ModelConfig {
+                layers: vec![o],
+                ..base.clone()
+            };
+            let e = cfg.validate("r.toml").unwrap_err().to_string();
+            assert!(e.contains(field) && e.contains("r.toml"), "{e}");
+        }
     }
 }

@@ -159,10 +159,12 @@ impl<B: Backend> Transformer<B> {
                 None => b,
             })
         };
-        if self.config.is_causal() || self.config.layer(layer).sliding_window.is_some() {
+        let spec = self.config.layer(layer);
+        let causal = self.config.is_causal();
+        if causal || spec.sliding_window.is_some() {
             let mask: Vec<f32> = (0..t * t)
                 .map(|k| {
-                    if self.config.can_attend(layer, k / t, k % t) {
+                    if spec.can_attend(causal, k / t, k % t) {
                         0.0
                     } else {
                         f32::NEG_INFINITY
@@ -196,6 +198,7 @@ impl<B: Backend> Transformer<B> {
             return None;
         }
         let h = self.config.n_heads;
+        let (spec, causal) = (self.config.layer(layer), self.config.is_causal());
         let ablated: Vec<bool> = (0..t).map(|j| ab.positions.contains(&j)).collect();
         let mut data = vec![0f32; h * t * t];
         for head in 0..h {
@@ -203,7 +206,7 @@ impl<B: Backend> Transformer<B> {
                 continue;
             }
             for i in 0..t {
-                let visible = |j: &usize| self.config.can_attend(layer, i, *j);
+                let visible = |j: &usize| spec.can_attend(causal, i, *j);
                 if (0..t).filter(visible).all(|j| ablated[j]) {
                     continue;
                 }

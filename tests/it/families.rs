@@ -102,9 +102,16 @@ fn config_error(dir: &std::path::Path) -> String {
     e
 }
 
+/// A fixture, an edit of its config.json, and a word the error must contain.
+type ConfigCase = (
+    &'static str,
+    Box<dyn Fn(&mut serde_json::Value)>,
+    &'static str,
+);
+
 #[test]
 fn broken_per_layer_configs_are_named() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>, &str)> = vec![
+    let cases: Vec<ConfigCase> = vec![
         (
             "gemma2",
             Box::new(|c| c["layer_types"] = serde_json::json!(["sliding_attention"])),
@@ -270,4 +277,56 @@ gguf_fidelity! {
     gguf_gemma3_matches_transformers => ("gemma3", "gemma3", "gguf/gemma3.expected.safetensors"),
     gguf_phi3_matches_transformers => ("phi3", "phi3", "hf/phi3/expected.safetensors"),
     gguf_gpt2_matches_transformers => ("gpt2", "gpt2", "hf/gpt2/expected.safetensors"),
+    gguf_llama31_rope_freqs_match_transformers =>
+        ("llama3-rope", "llama", "hf/llama3-rope/expected.safetensors"),
+}
+
+/// Truncated and corrupted GGUF files of the new architectures, an unknown architecture
+/// and rope factors no Llama 3 rule gives are one-line errors naming the file.
+#[test]
+fn broken_gguf_families_are_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = |bytes: &[u8], name: &str| -> String {
+        let path = dir.path().join(name);
+        fs::write(&path, bytes).unwrap();
+        match load::<B>(path.to_str().unwrap(), &Default::default()) {
+            Ok(_) => panic!("{name} loaded"),
+            Err(e) => {
+                let e = e.to_string();
+                assert!(e.contains(name) && !e.contains('\n'), "{e}");
+                e
+            }
+        }
+    };
+    for file in ["gemma2", "gemma3", "phi3", "gpt2", "qwen3", "llama3-rope"] {
+        let bytes = fs::read(fixture(&format!("gguf/{file}.gguf"))).unwrap();
+        for cut in [16, bytes.len() / 3, bytes.len() - 7] {
+            err(&bytes[..cut], &format!("cut-{file}-{cut}.gguf"));
+        }
+    }
+    // Another architecture: the error lists the supported ones.
+    let mut bytes = fs::read(fixture("gguf/gemma2.gguf")).unwrap();
+    let at = bytes.windows(6).position(|w| w == b"gemma2").unwrap();
+    bytes[at..at + 6].copy_from_slice(b"mamba2");
+    let e = err(&bytes, "mamba.gguf");
+    assert!(
+        e.contains("mamba2") && e.contains("gemma3") && e.contains("gpt2"),
+        "{e}"
+    );
+    // rope_freqs that are not Llama 3's: every factor different and growing backwards.
+    let mut bytes = fs::read(fixture("gguf/llama3-rope.gguf")).unwrap();
+    let file = sinkscope::import::gguf::GgufFile::open(fixture("gguf/llama3-rope.gguf")).unwrap();
+    let (factors, _) = file.tensor_f32("rope_freqs.weight").unwrap();
+    let raw: Vec<u8> = factors.iter().flat_map(|f| f.to_le_bytes()).collect();
+    let at = bytes
+        .windows(raw.len())
+        .rposition(|w| w == raw.as_slice())
+        .unwrap();
+    let bad: Vec<u8> = [3.0f32, 2.0, 1.5, 1.0]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    bytes[at..at + raw.len()].copy_from_slice(&bad);
+    let e = err(&bytes, "freqs.gguf");
+    assert!(e.contains("rope_freqs") && e.contains("Llama 3"), "{e}");
 }

@@ -1,6 +1,8 @@
 //! Model families: for each Hugging Face `model_type`, the switches of sinkscope's one
 //! transformer ([`ModelConfig`]) and a table from sinkscope parameter names to checkpoint
 //! tensor names with the conversion each needs. A family is data, never a copy of the model.
+//! GGUF files reach the same tables: [`crate::import::gguf_model`] maps each
+//! `general.architecture` onto a family here.
 //!
 //! A rule reads `("blocks.{i}.attn.q.weight", "model.layers.{i}.self_attn.q_proj.weight",
 //! How::Linear)`: `{i}` runs over the blocks. Rules whose sinkscope parameter the config
