@@ -6,5 +6,6 @@ mod common;
 mod hooks;
 mod import;
 mod model;
+mod reliability;
 mod report;
 mod training;
