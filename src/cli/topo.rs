@@ -119,6 +119,7 @@ mod tests {
             paper: false,
             maxdim: 1,
             threshold: None,
+            max_simplices: 1e8,
         }
     }
 
