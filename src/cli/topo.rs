@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::analysis::topology::MAX_DIM;
+use crate::analysis::topology::{estimated_simplices, MAX_DIM};
 use crate::analysis::{rips_persistence, Diagrams, RipsInput};
 use crate::io::read_npy;
 
@@ -29,6 +29,10 @@ pub struct TopoArgs {
     /// Largest filtration value (default: the enclosing radius, as Ripser).
     #[arg(long, value_name = "R")]
     pub threshold: Option<f64>,
+    /// Refuse, without --threshold, a filtration estimated to hold more simplices than
+    /// this (such a computation can run for hours).
+    #[arg(long, value_name = "N", default_value_t = 100_000_000.0)]
+    pub max_simplices: f64,
 }
 
 #[derive(Serialize)]
@@ -75,7 +79,30 @@ pub fn run(args: &TopoArgs) -> anyhow::Result<()> {
         }
     }
     let input = input_of(args).context("reading the persistence input")?;
+    let estimate = estimated_simplices(&input, args.maxdim, args.threshold);
+    if args.threshold.is_none() && estimate > args.max_simplices {
+        bail!(
+            "{}: {} points up to dimension {} make about {estimate:.2e} simplices (limit {:.0e}): this can take hours; pass --threshold R to cut the filtration (or raise --max-simplices)",
+            args.file.display(),
+            input.len(),
+            args.maxdim,
+            args.max_simplices
+        );
+    }
+    // Progress: the estimate and a spinner with the elapsed time on stderr.
+    let bar =
+        indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+    );
+    bar.set_message(format!(
+        "persistence of {} points, about {estimate:.2e} simplices",
+        input.len()
+    ));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
     let diagrams = rips_persistence(&input, args.maxdim, args.threshold);
+    bar.finish_and_clear();
     println!("{}", serde_json::to_string(&Output { diagrams })?);
     Ok(())
 }
@@ -92,6 +119,7 @@ mod tests {
             paper: false,
             maxdim: 1,
             threshold: None,
+            max_simplices: 1e8,
         }
     }
 

@@ -105,11 +105,6 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
         }
         runs.retain(|r| r.name.as_ref().is_some_and(|n| args.only.contains(n)));
     }
-    // Every run's model and sizes are checked before the first one starts, so a bad
-    // run of a sweep is refused at once, not after hours of the runs before it.
-    for run in &runs {
-        crate::train::trainer::resolve_model(&run.recipe)?;
-    }
     for (i, run) in runs.iter().enumerate() {
         let base = args.out.clone().unwrap_or_else(|| run.recipe.out_dir());
         let out = match &run.name {

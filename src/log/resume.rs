@@ -73,7 +73,10 @@ fn truncate_event_file(path: &Path, step: u64) -> Result<TruncateReport, LogErro
     let scan = scan_records(&bytes);
     for damage in &scan.damaged {
         report.damaged += 1;
-        warn!("{}: {damage}; skipped it and kept the records after it", path.display());
+        warn!(
+            "{}: {damage}; skipped it and kept the records after it",
+            path.display()
+        );
     }
     for (offset, payload) in scan.records {
         let record = Record { offset, payload };

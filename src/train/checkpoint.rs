@@ -387,3 +387,43 @@ where
     let optim = optim.load_record(record.0);
     Ok((model, optim, meta))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// /dev/full fails every write with ENOSPC, as a full disk does.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_is_said_in_words() {
+        let e = write_synced(Path::new("/dev/full"), &[0u8; 8192])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("/dev/full: disk full"), "{e}");
+        assert!(e.contains("previous checkpoint is intact"), "{e}");
+    }
+
+    #[test]
+    fn verify_names_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let files = [
+            (WEIGHTS_FILE, b"weights".as_slice()),
+            (OPTIMIZER_FILE, b"adam"),
+            (META_FILE, b"{}"),
+        ];
+        let mut sums = BTreeMap::new();
+        for (name, bytes) in files {
+            fs::write(d.join(name), bytes).unwrap();
+            sums.insert(name.to_string(), FileSum::of(bytes));
+        }
+        fs::write(d.join(CHECKSUMS_FILE), serde_json::to_vec(&sums).unwrap()).unwrap();
+        assert_eq!(verify(d), Ok(()));
+        fs::write(d.join(OPTIMIZER_FILE), b"adaM").unwrap();
+        assert!(verify(d).unwrap_err().contains("checksum mismatch"));
+        fs::write(d.join(OPTIMIZER_FILE), b"ad").unwrap();
+        assert!(verify(d).unwrap_err().contains("truncated"));
+        fs::remove_file(d.join(WEIGHTS_FILE)).unwrap();
+        assert!(verify(d).unwrap_err().contains(WEIGHTS_FILE));
+    }
+}

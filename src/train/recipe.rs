@@ -195,7 +195,7 @@ impl Recipe {
         let text = std::fs::read_to_string(path)
             .map_err(|e| Error::file(path, format!("cannot read recipe: {e}")))?;
         let mut value: toml::Table =
-            toml::from_str(&text).map_err(|e| Error::file(path, format!("not valid TOML: {e}")))?;
+            toml::from_str(&text).map_err(|e| Error::file(path, toml_error(&text, &e)))?;
         for o in overrides {
             let (key, val) = parse_override(o)?;
             set_dotted(&mut value, &key, val).map_err(|m| Error::config("--set", &key, m))?;
@@ -205,7 +205,7 @@ impl Recipe {
                 Error::config(
                     &path.display().to_string(),
                     &format!("sweep.{}", e.path()),
-                    e.inner().to_string(),
+                    e.inner().message().to_string(),
                 )
             })?,
             None => Sweep::default(),
@@ -232,9 +232,7 @@ impl Recipe {
                     .map_err(|m| Error::config(&source, &format!("sweep: {key}"), m))?;
             }
             let mut recipe: Recipe = serde_path_to_error::deserialize(toml::Value::Table(v))
-                .map_err(|e| {
-                    Error::config(&source, &e.path().to_string(), e.inner().to_string())
-                })?;
+                .map_err(|e| Error::config(&source, &e.path().to_string(), e.inner().message()))?;
             if recipe.name.is_empty() {
                 recipe.name = stem.clone();
             }
@@ -357,6 +355,9 @@ impl Recipe {
         if !(self.data.heldout_fraction > 0.0 && self.data.heldout_fraction < 1.0) {
             return bad("data.heldout_fraction", "must lie in (0, 1)");
         }
+        // The model and every size a run will allocate, checked now, so a bad run of a
+        // sweep is refused before the first run starts.
+        crate::train::trainer::resolve_model_in(self, source)?;
         #[cfg(not(feature = "cuda"))]
         if self.device == DeviceKind::Cuda {
             return bad(
@@ -409,6 +410,23 @@ impl Sweep {
             )
         }));
         out
+    }
+}
+
+/// A TOML syntax error on one line: "not valid TOML at line L, column C: message"
+/// (the crate's own rendering spans several lines with a source excerpt).
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    match e.span() {
+        Some(span) => {
+            let before = &text[..span.start.min(text.len())];
+            let line = before.matches('\n').count() + 1;
+            let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+            format!(
+                "not valid TOML at line {line}, column {column}: {}",
+                e.message().trim()
+            )
+        }
+        None => format!("not valid TOML: {}", e.message().trim()),
     }
 }
 

@@ -102,8 +102,13 @@ pub struct TrainOutcome {
 
 /// The recipe's model with the vocabulary filled in from the tokenizer.
 pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
+    resolve_model_in(recipe, &format!("recipe {}", recipe.name))
+}
+
+/// [`resolve_model`], naming `source` (the recipe file) in errors.
+pub(crate) fn resolve_model_in(recipe: &Recipe, source: &str) -> Result<ModelConfig> {
     let mut cfg = recipe.model.clone();
-    let source = format!("recipe {}", recipe.name);
+    let source = source.to_string();
     if cfg.vocab_size == 0 {
         cfg.vocab_size = bytes::VOCAB_SIZE;
     } else if cfg.vocab_size < bytes::VOCAB_SIZE {

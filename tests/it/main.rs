@@ -8,6 +8,7 @@ mod hooks;
 mod import;
 mod model;
 mod published;
+mod reliability;
 mod report;
 mod tensorboard;
 mod training;

@@ -26,17 +26,57 @@ pub use reduction::MAX_DIM;
 /// [`RipsInput::enclosing_radius`]), and the whole filtration for ripser.py-style inputs
 /// with vertex births (ripser.py's sparse path applies no radius). A NaN counts as `None`.
 pub fn rips_persistence(input: &RipsInput, maxdim: usize, threshold: Option<f64>) -> Diagrams {
-    let threshold = match threshold {
+    reduction::persistence(input, maxdim, effective_threshold(input, threshold))
+}
+
+/// The threshold [`rips_persistence`] uses for `threshold`.
+fn effective_threshold(input: &RipsInput, threshold: Option<f64>) -> f64 {
+    match threshold {
         Some(t) if !t.is_nan() => t.min(f64::MAX),
         _ if input.enclosing_radius_default => input.enclosing_radius().min(f64::MAX),
         _ => f64::MAX,
-    };
-    reduction::persistence(input, maxdim, threshold)
+    }
+}
+
+/// Estimated number of simplices of dimensions `0..=maxdim + 1` in the filtration up
+/// to the threshold — what the reduction's time and memory grow with — so a
+/// computation that would run for hours can be refused before it starts. Counts the
+/// edges within the threshold exactly (O(n²)) and, from their density p, the
+/// k-simplices as in a random graph of that density: C(n, k+1)·p^C(k+1, 2).
+pub fn estimated_simplices(input: &RipsInput, maxdim: usize, threshold: Option<f64>) -> f64 {
+    let t = effective_threshold(input, threshold);
+    let n = input.len();
+    if n < 2 {
+        return n as f64;
+    }
+    let edges = (0..n)
+        .map(|i| (0..i).filter(|&j| input.distance(i, j) <= t).count() as f64)
+        .sum::<f64>();
+    let p = edges / (n as f64 * (n as f64 - 1.0) / 2.0);
+    (0..=maxdim.min(MAX_DIM) + 1)
+        .map(|k| {
+            // C(n, k + 1) in floating point (it overflows u64 for large n).
+            let choose = (0..=k).fold(1.0, |c, i| c * (n - i) as f64 / (i + 1) as f64);
+            choose * p.powi(((k + 1) * k / 2) as i32)
+        })
+        .sum()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn simplex_estimate_is_exact_for_complete_and_empty_complexes() {
+        // Four points all within the threshold: 4 + 6 + 4 + 1 simplices up to dim 3.
+        let d = [
+            0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0,
+        ];
+        let input = RipsInput::distance_matrix(4, &d).unwrap();
+        assert!((estimated_simplices(&input, 2, Some(2.0)) - 15.0).abs() < 1e-9);
+        // Threshold below every edge: the vertices alone.
+        assert!((estimated_simplices(&input, 2, Some(0.5)) - 4.0).abs() < 1e-9);
+    }
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
 
