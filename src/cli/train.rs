@@ -35,8 +35,8 @@ fn train_on<B: AutodiffBackend>(
     run: &Run,
     out: &Path,
     resume: bool,
+    device: B::Device,
 ) -> anyhow::Result<TrainOutcome> {
-    let device = B::Device::default();
     let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &device)?;
     eprintln!(
         "logs: {} and TensorBoard (view with: tensorboard --logdir {})",
@@ -50,11 +50,17 @@ fn run_one(run: &Run, out: &Path, resume: bool) -> anyhow::Result<TrainOutcome> 
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
     match run.recipe.device {
-        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, out, resume),
+        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, out, resume, Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, out, resume),
+        DeviceKind::Cuda(index) => {
+            crate::train::device::check(run.recipe.device).map_err(anyhow::Error::msg)?;
+            let device = burn::backend::cuda::CudaDevice::new(index);
+            train_on::<Autodiff<burn::backend::Cuda>>(run, out, resume, device)
+        }
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`"),
+        DeviceKind::Cuda(_) => {
+            anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`")
+        }
     }
 }
 

@@ -16,7 +16,7 @@ use crate::hooks::schedule::HookSchedule;
 use crate::hooks::worker::{Job, Worker};
 use crate::log::RunLog;
 use crate::model::Transformer;
-use crate::train::data::{bytes, Corpus};
+use crate::train::data::Corpus;
 use crate::train::{StepInfo, TrainEvents};
 
 /// Runs the recipe's hooks during training and keeps the run's logs.
@@ -37,6 +37,8 @@ pub struct HookRunner<B: AutodiffBackend> {
     log_every: usize,
     device: B::Device,
     probe: Vec<Vec<u32>>,
+    /// Fills unequal probe windows (the corpus vocabulary's padding id).
+    pad: u32,
     fisher_sum: Vec<f64>,
     fisher_steps: usize,
     worker: Option<Worker>,
@@ -105,6 +107,7 @@ impl<B: AutodiffBackend> HookRunner<B> {
             log_every: recipe.train.log_every.max(1),
             device: device.clone(),
             probe: Vec::new(),
+            pad: 0,
             fisher_sum: Vec::new(),
             fisher_steps: 0,
             worker: None,
@@ -127,7 +130,7 @@ impl<B: AutodiffBackend> HookRunner<B> {
         let probe = capture(
             &inner,
             &self.probe,
-            bytes::PAD,
+            self.pad,
             self.needs.residuals,
             &self.device,
         )?;
@@ -170,6 +173,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
         let hooks = std::mem::take(&mut self.hooks);
         self.worker = Some(Worker::spawn(log, hooks, self.plan.clone(), self.queue));
         self.probe = corpus.probe_inputs(self.probes);
+        self.pad = corpus.vocabulary().pad;
         self.fisher_sum = vec![0.0; model.blocks.len()];
         if step == 0 {
             let text = format!("```toml\n{}\n```", self.recipe_text);
