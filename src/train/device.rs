@@ -95,8 +95,12 @@ pub fn cuda_device_count() -> Result<usize, String> {
         }
         // SAFETY: the symbols are the driver API functions of these signatures
         // (CUresult cuInit(unsigned int); CUresult cuDeviceGetCount(int*)).
-        let (init, count): (CuInit, CuDeviceGetCount) =
-            unsafe { (std::mem::transmute(init), std::mem::transmute(count)) };
+        let (init, count) = unsafe {
+            (
+                std::mem::transmute::<*mut libc::c_void, CuInit>(init),
+                std::mem::transmute::<*mut libc::c_void, CuDeviceGetCount>(count),
+            )
+        };
         // SAFETY: plain driver calls with a valid out-pointer.
         let code = unsafe { init(0) };
         if code != 0 {

@@ -59,6 +59,21 @@ fn corpus(dir: &Path, n: usize) -> (Vec<PathBuf>, Vec<String>) {
     (vec![gz, txt], all)
 }
 
+/// Shards of 100 KJV paragraphs tokenized with fixture `tokenizer` under `dir`.
+pub fn tiny_shards(dir: &Path, tokenizer_name: &str) -> PathBuf {
+    let (inputs, _) = corpus(dir, 100);
+    let out = dir.join(format!("shards-{tokenizer_name}"));
+    let job = TokenizeJob {
+        inputs,
+        tokenizer: tokenizer(tokenizer_name),
+        out: out.clone(),
+        heldout_every: 5,
+        text_field: "text".into(),
+    };
+    tokenize(&job, &|_| {}).unwrap();
+    out
+}
+
 #[test]
 fn tokenized_shards_hold_every_document_in_order_with_separators() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,16 +174,7 @@ fn training_from_shards_learns_and_resumes_with_identical_batches() {
 #[test]
 fn a_shard_is_refused_with_another_tokenizer() {
     let dir = tempfile::tempdir().unwrap();
-    let (inputs, _) = corpus(dir.path(), 50);
-    let out = dir.path().join("shards");
-    let job = TokenizeJob {
-        inputs,
-        tokenizer: tokenizer("gpt2"),
-        out: out.clone(),
-        heldout_every: 5,
-        text_field: "text".into(),
-    };
-    tokenize(&job, &|_| {}).unwrap();
+    let out = tiny_shards(dir.path(), "gpt2");
     let mut recipe = tiny_recipe(tiny_model(PositionKind::Rope), 2);
     recipe.model.vocab_size = 0;
     recipe.data.shards = Some(out);
