@@ -8,7 +8,6 @@ use burn::optim::adaptor::OptimizerAdaptor;
 use sinkscope::model::{ModelConfig, Transformer};
 use sinkscope::train::adamw::FusedAdamW;
 use sinkscope::train::data::{bytes, Corpus};
-use sinkscope::train::loss::DeviceBatch;
 use sinkscope::train::recipe::{DataConfig, TrainConfig};
 use sinkscope::train::trainer::{adamw, optimizer_step};
 
@@ -73,7 +72,8 @@ impl Trainer {
         let (next, loss, _) = optimizer_step(
             self.model.take().expect("put back after every step"),
             &mut self.optim,
-            DeviceBatch::new(&hb, &dev),
+            std::slice::from_ref(&hb),
+            &dev,
             1e-3,
             1.0,
         );

@@ -7,6 +7,7 @@ pub mod metrics;
 pub mod report;
 pub mod spectra;
 pub mod texts;
+pub mod tokenize;
 pub mod topo;
 pub mod train;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Spectra(spectra::SpectraArgs),
     /// Markdown and HTML report with plots of a training run or sweep.
     Report(report::ReportArgs),
+    /// Tokenize a corpus with a tokenizer.json into token shards for `[data] shards`.
+    Tokenize(tokenize::TokenizeArgs),
 }
 
 /// Runs the parsed command.
@@ -57,6 +60,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topo(args) => topo::run(&args),
         Command::Spectra(args) => spectra::run(&args),
         Command::Report(args) => report::run(&args),
+        Command::Tokenize(args) => tokenize::run(&args),
     }
 }
 

@@ -47,8 +47,8 @@ fn train_on<B: AutodiffBackend>(
     sweep: &[Recipe],
     out: &Path,
     args: &TrainArgs,
+    device: B::Device,
 ) -> anyhow::Result<TrainOutcome> {
-    let device = B::Device::default();
     let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &device)?;
     hooks.set_sweep(sweep);
     eprintln!(
@@ -76,11 +76,17 @@ fn run_one(run: &Run, sweep: &[Recipe], out: &Path, args: &TrainArgs) -> anyhow:
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
     let _lock = crate::train::lock::RunLock::acquire(out)?;
     match run.recipe.device {
-        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, sweep, out, args),
+        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, sweep, out, args, Default::default()),
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda => train_on::<Autodiff<burn::backend::Cuda>>(run, sweep, out, args),
+        DeviceKind::Cuda(index) => {
+            crate::train::device::check(run.recipe.device).map_err(anyhow::Error::msg)?;
+            let device = burn::backend::cuda::CudaDevice::new(index);
+            train_on::<Autodiff<burn::backend::Cuda>>(run, sweep, out, args, device)
+        }
         #[cfg(not(feature = "cuda"))]
-        DeviceKind::Cuda => anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`"),
+        DeviceKind::Cuda(_) => {
+            anyhow::bail!("device = \"cuda\" needs a build with `--features cuda`")
+        }
     }
 }
 

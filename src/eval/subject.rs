@@ -10,13 +10,17 @@ use crate::error::{Error, Result};
 use crate::import::tokenizer::{Encoded, TextTokenizer};
 use crate::model::Transformer;
 use crate::train::checkpoint;
-use crate::train::data::{bytes, Corpus};
+use crate::train::data::{self, Corpus};
+use crate::train::vocab::Vocabulary;
 use crate::train::Recipe;
 
 /// How a subject turns text into ids.
 pub enum SubjectTokenizer {
-    /// sinkscope's byte tokenizer; `bos` if the run prepended BOS.
-    Bytes {
+    /// A sinkscope run's vocabulary (bytes, or the tokenizer.json it trained with);
+    /// `bos` if the run prepended BOS.
+    Run {
+        /// The run's vocabulary.
+        vocab: Vocabulary,
         /// Prepend the BOS token.
         bos: bool,
     },
@@ -62,9 +66,11 @@ impl<B: Backend> Subject<B> {
         if let Some(dir) = checkpoint_dir {
             let (model, meta) = checkpoint::load_model::<B>(&dir, device)?;
             let probe_texts = run_probe_texts(&meta.recipe);
+            let vocab = data::vocabulary(&meta.recipe.data, |p| meta.recipe.resolve(p))?;
             return Ok(Self {
                 model,
-                tokenizer: SubjectTokenizer::Bytes {
+                tokenizer: SubjectTokenizer::Run {
+                    vocab,
                     bos: meta.recipe.data.bos,
                 },
                 family: "sinkscope".into(),
@@ -87,15 +93,14 @@ impl<B: Backend> Subject<B> {
     /// Token ids and their readable names, with the model's special tokens (BOS/CLS/SEP).
     pub fn encode(&self, text: &str) -> Result<Encoded> {
         match &self.tokenizer {
-            SubjectTokenizer::Bytes { bos } => {
+            SubjectTokenizer::Run { vocab, bos } => {
                 let mut ids = Vec::new();
-                if *bos {
-                    ids.push(bytes::BOS);
-                }
-                ids.extend(bytes::encode(text));
+                ids.extend(vocab.bos.filter(|_| *bos));
+                let first = ids.len();
+                ids.extend(vocab.encode(text)?);
                 Ok(Encoded {
-                    tokens: ids.iter().map(|&i| bytes::token_name(i)).collect(),
-                    special: ids.iter().map(|&i| i >= 256).collect(),
+                    tokens: ids.iter().map(|&i| vocab.token_name(i)).collect(),
+                    special: (0..ids.len()).map(|i| i < first).collect(),
                     ids,
                 })
             }
@@ -126,7 +131,7 @@ impl<B: Backend> Subject<B> {
     /// Id used to fill padding (never seen by real tokens: padded keys are masked).
     pub fn pad_id(&self) -> u32 {
         match &self.tokenizer {
-            SubjectTokenizer::Bytes { .. } => bytes::PAD,
+            SubjectTokenizer::Run { vocab, .. } => vocab.pad,
             SubjectTokenizer::Text(t) => ["<pad>", "[PAD]", "<|endoftext|>"]
                 .iter()
                 .find_map(|p| t.id_of(p))
@@ -137,7 +142,7 @@ impl<B: Backend> Subject<B> {
     /// The mask token for masked-LM losses of encoders.
     pub fn mask_id(&self) -> Option<u32> {
         match &self.tokenizer {
-            SubjectTokenizer::Bytes { .. } => Some(bytes::MASK),
+            SubjectTokenizer::Run { vocab, .. } => vocab.mask,
             SubjectTokenizer::Text(t) => ["[MASK]", "<mask>"].iter().find_map(|p| t.id_of(p)),
         }
     }
@@ -146,26 +151,20 @@ impl<B: Backend> Subject<B> {
     pub fn caveat(&self) -> Option<&str> {
         match &self.tokenizer {
             SubjectTokenizer::Text(t) => t.caveat(),
-            SubjectTokenizer::Bytes { .. } => None,
+            SubjectTokenizer::Run { .. } => None,
         }
     }
 }
 
-/// The probe windows the run's hooks analysed, as text (BOS left to the tokenizer);
+/// The probe windows the run's hooks analysed, as text (BOS left to the tokenizer;
+/// with a BPE vocabulary, re-encoding the text may cut a window's edges differently);
 /// empty, with a warning, when the run's data can no longer be read.
 fn run_probe_texts(recipe: &Recipe) -> Vec<String> {
     match Corpus::load(&recipe.data, recipe.model.is_causal(), |p| p.to_path_buf()) {
         Ok(corpus) => corpus
             .probe_inputs(recipe.hooks.probes.max(1))
             .into_iter()
-            .map(|ids| {
-                let bytes: Vec<u8> = ids
-                    .into_iter()
-                    .filter(|&t| t < 256)
-                    .map(|t| t as u8)
-                    .collect();
-                String::from_utf8_lossy(&bytes).into_owned()
-            })
+            .map(|ids| corpus.vocabulary().decode(&ids))
             .collect(),
         Err(e) => {
             tracing::warn!("the run's data cannot be read ({e}); using the default texts");

@@ -18,7 +18,7 @@ use crate::hooks::worker::{Job, Worker};
 use crate::log::hparams::status;
 use crate::log::{RunLog, TagFilter, TensorBoardWriter};
 use crate::model::Transformer;
-use crate::train::data::{bytes, Corpus};
+use crate::train::data::Corpus;
 use crate::train::{StepInfo, TrainEvents};
 
 /// Runs the recipe's hooks during training and keeps the run's logs.
@@ -39,6 +39,8 @@ pub struct HookRunner<B: AutodiffBackend> {
     log_every: usize,
     device: B::Device,
     probe: Vec<Vec<u32>>,
+    /// Fills unequal probe windows (the corpus vocabulary's padding id).
+    pad: u32,
     fisher_sum: Vec<f64>,
     fisher_steps: usize,
     worker: Option<Worker>,
@@ -117,6 +119,7 @@ impl<B: AutodiffBackend> HookRunner<B> {
             log_every: recipe.train.log_every.max(1),
             device: device.clone(),
             probe: Vec::new(),
+            pad: 0,
             fisher_sum: Vec::new(),
             fisher_steps: 0,
             worker: None,
@@ -166,7 +169,7 @@ impl<B: AutodiffBackend> HookRunner<B> {
         let probe = capture(
             &inner,
             &self.probe,
-            bytes::PAD,
+            self.pad,
             self.needs.residuals,
             &self.device,
         )?;
@@ -212,6 +215,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
         self.worker = Some(Worker::spawn(log, hooks, self.plan.clone(), self.queue));
         self.started = true;
         self.probe = corpus.probe_inputs(self.probes);
+        self.pad = corpus.vocabulary().pad;
         // A resume has restored the running sum (restore_state); keep it.
         if self.fisher_sum.len() != model.blocks.len() {
             self.fisher_sum = vec![0.0; model.blocks.len()];

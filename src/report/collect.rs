@@ -19,7 +19,7 @@ use crate::eval::{self, EvalPlan, Evaluation, NamedMatrix};
 use crate::log::run_log::{METRICS_FILE, TB_DIR};
 use crate::log::{read_events, LoggedValue};
 use crate::train::checkpoint::{self, CheckpointMeta};
-use crate::train::data::{bytes, Corpus};
+use crate::train::data::Corpus;
 
 /// Tag of the overall sink rate (mean over layers and heads).
 pub const SINK_RATE: &str = "sink/rate";
@@ -373,7 +373,7 @@ fn analyze_checkpoint(
     let (model, meta) = checkpoint::load_model::<Flex>(dir, &device)?;
     let corpus = load_corpus(&meta, notes)?;
     let probe = corpus.probe_inputs(meta.recipe.hooks.probes.max(1));
-    let captures = eval::capture(&model, &probe, bytes::PAD, false, &device)?;
+    let captures = eval::capture(&model, &probe, corpus.vocabulary().pad, false, &device)?;
     let mut plan = EvalPlan {
         analysis: meta.recipe.hooks.analysis.clone(),
         ..EvalPlan::default()

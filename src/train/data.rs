@@ -1,7 +1,10 @@
 //! Corpora and the byte-level tokenizer, and the deterministic batch sampler.
 //!
-//! Every batch is a pure function of (seed, step): a resumed run draws exactly the
-//! batches an uninterrupted one would, with no sampler state to checkpoint.
+//! A corpus is text tokenized byte by byte (the default), text tokenized on the fly with
+//! a `tokenizer.json` (`[data] tokenizer`), memory-mapped token shards written by
+//! `sinkscope tokenize` (`[data] shards`), or a synthetic task. Every batch is a pure
+//! function of (seed, step): a resumed run draws exactly the batches an uninterrupted
+//! one would, with no sampler state to checkpoint.
 
 use std::io::Read;
 use std::path::Path;
@@ -11,6 +14,8 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::{Error, Result};
 use crate::train::recipe::DataConfig;
+use crate::train::shards::{self, ShardMeta, TokenStream};
+use crate::train::vocab::Vocabulary;
 
 /// The byte-level tokenizer: token id = byte value, plus three special tokens.
 pub mod bytes {
@@ -106,15 +111,86 @@ pub struct HostBatch {
     pub weights: Vec<f32>,
 }
 
+impl HostBatch {
+    /// The batch cut into `k` micro-batches of consecutive rows (`batch` must be a
+    /// multiple of `k`), for gradient accumulation.
+    pub fn split(&self, k: usize) -> Vec<HostBatch> {
+        let k = k.max(1);
+        let rows = self.batch / k;
+        let n = rows * self.seq_len;
+        (0..k)
+            .map(|i| HostBatch {
+                batch: rows,
+                seq_len: self.seq_len,
+                inputs: self.inputs[i * n..(i + 1) * n].to_vec(),
+                targets: self.targets[i * n..(i + 1) * n].to_vec(),
+                weights: self.weights[i * n..(i + 1) * n].to_vec(),
+            })
+            .collect()
+    }
+}
+
 /// The tokenised train and held-out streams and how to cut batches from them.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Corpus {
-    train: Vec<u32>,
-    heldout: Vec<u32>,
+    train: TokenStream,
+    heldout: TokenStream,
+    vocab: Vocabulary,
     seq_len: usize,
     bos: bool,
     mask_prob: f64,
     causal: bool,
+}
+
+/// The vocabulary the recipe's data uses: the tokenizer it names (directly or through
+/// its token shards' `meta.json`), or bytes. `resolve` maps recipe-relative paths.
+pub fn vocabulary(
+    cfg: &DataConfig,
+    resolve: impl Fn(&Path) -> std::path::PathBuf,
+) -> Result<Vocabulary> {
+    if cfg.synthetic.is_some() {
+        return Ok(Vocabulary::bytes());
+    }
+    match (&cfg.shards, &cfg.tokenizer) {
+        (Some(dir), given) => {
+            let dir = resolve(dir);
+            let meta = ShardMeta::read(&dir)?;
+            let path = given
+                .as_ref()
+                .map(|p| resolve(p))
+                .unwrap_or_else(|| meta.tokenizer.clone());
+            let vocab = Vocabulary::from_tokenizer_file(&path).map_err(|e| {
+                Error::file(
+                    dir.join(shards::META_FILE),
+                    format!(
+                        "the shards' tokenizer cannot be read ({e}); name it with data.tokenizer"
+                    ),
+                )
+            })?;
+            let t = vocab.tokenizer().expect("a tokenizer vocabulary");
+            if t.sha256() != meta.tokenizer_sha256 || vocab.size != meta.vocab_size {
+                return Err(Error::file(
+                    dir.join(shards::META_FILE),
+                    format!(
+                        "the shards were tokenized with {} (sha256 {}, {} ids), but the recipe's tokenizer is {} (sha256 {}, {} ids); re-run `sinkscope tokenize` or name the tokenizer the shards were made with",
+                        meta.tokenizer.display(),
+                        short(&meta.tokenizer_sha256),
+                        meta.vocab_size,
+                        path.display(),
+                        short(t.sha256()),
+                        vocab.size
+                    ),
+                ));
+            }
+            Ok(vocab)
+        }
+        (None, Some(p)) => Vocabulary::from_tokenizer_file(&resolve(p)),
+        (None, None) => Ok(Vocabulary::bytes()),
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
 }
 
 impl Corpus {
@@ -124,20 +200,56 @@ impl Corpus {
         causal: bool,
         resolve: impl Fn(&Path) -> std::path::PathBuf,
     ) -> Result<Self> {
-        let train_path = resolve(&cfg.train);
-        let (train, heldout) = match (&cfg.synthetic, &cfg.heldout) {
-            (Some(task), _) => task.streams(),
-            (None, Some(h)) => (
-                bytes::encode(&read_corpus(&train_path, &cfg.text_field)?),
-                bytes::encode(&read_corpus(&resolve(h), &cfg.text_field)?),
-            ),
-            (None, None) => {
-                let mut all = bytes::encode(&read_corpus(&train_path, &cfg.text_field)?);
-                let cut = ((all.len() as f64) * (1.0 - cfg.heldout_fraction)) as usize;
-                let held = all.split_off(cut);
-                (all, held)
-            }
+        let vocab = vocabulary(cfg, &resolve)?;
+        let train_path = cfg
+            .shards
+            .as_ref()
+            .map(|d| resolve(d).join(shards::TRAIN_FILE))
+            .unwrap_or_else(|| resolve(&cfg.train));
+        let heldout_path = match (&cfg.shards, &cfg.heldout) {
+            (Some(d), _) => resolve(d).join(shards::HELDOUT_FILE),
+            (None, Some(h)) => resolve(h),
+            (None, None) => train_path.clone(),
         };
+        let (train, heldout): (TokenStream, TokenStream) =
+            match (&cfg.synthetic, &cfg.shards, &cfg.heldout) {
+                (Some(task), _, _) => {
+                    let (t, h) = task.streams();
+                    (t.into(), h.into())
+                }
+                (None, Some(dir), _) => {
+                    let meta = ShardMeta::read(&resolve(dir))?;
+                    (
+                        TokenStream::map(&train_path, meta.dtype)?,
+                        TokenStream::map(&heldout_path, meta.dtype)?,
+                    )
+                }
+                (None, None, Some(h)) => (
+                    vocab
+                        .encode(&read_corpus(&train_path, &cfg.text_field)?)?
+                        .into(),
+                    vocab
+                        .encode(&read_corpus(&resolve(h), &cfg.text_field)?)?
+                        .into(),
+                ),
+                (None, None, None) => {
+                    let mut all = vocab.encode(&read_corpus(&train_path, &cfg.text_field)?)?;
+                    let cut = ((all.len() as f64) * (1.0 - cfg.heldout_fraction)) as usize;
+                    let held = all.split_off(cut);
+                    (all.into(), held.into())
+                }
+            };
+        for (stream, path) in [(&train, &train_path), (&heldout, &heldout_path)] {
+            if let Some(max) = stream.max_id().filter(|&m| m as usize >= vocab.size) {
+                return Err(Error::file(
+                    path,
+                    format!(
+                        "holds token id {max}, outside the vocabulary of {}",
+                        vocab.size
+                    ),
+                ));
+            }
+        }
         let need = cfg.seq_len + 1;
         if train.len() < need {
             return Err(Error::file(
@@ -147,24 +259,41 @@ impl Corpus {
         }
         if heldout.len() < need {
             return Err(Error::file(
-                cfg.heldout
-                    .as_ref()
-                    .map(|h| resolve(h))
-                    .unwrap_or(train_path),
+                heldout_path,
                 format!(
                     "held-out part has only {} tokens; need at least {need}",
                     heldout.len()
                 ),
             ));
         }
+        if cfg.bos && vocab.bos.is_none() {
+            return Err(Error::config(
+                "recipe",
+                "data.bos",
+                "the tokenizer has no BOS token (looked for <s>, <|begin_of_text|>, <bos>, [CLS], <|endoftext|>)",
+            ));
+        }
+        if !causal && vocab.mask.is_none() {
+            return Err(Error::config(
+                "recipe",
+                "data.tokenizer",
+                "an encoder's masked-LM loss needs a mask token ([MASK] or <mask>), which this tokenizer lacks",
+            ));
+        }
         Ok(Self {
             train,
             heldout,
+            vocab,
             seq_len: cfg.seq_len,
             bos: cfg.bos,
             mask_prob: cfg.mask_prob,
             causal,
         })
+    }
+
+    /// The vocabulary the streams are written in.
+    pub fn vocabulary(&self) -> &Vocabulary {
+        &self.vocab
     }
 
     /// Tokens in the training stream.
@@ -213,21 +342,20 @@ impl Corpus {
     }
 
     /// (inputs, next tokens) of the window starting at `start`, with BOS if asked.
-    fn window(&self, stream: &[u32], start: usize) -> (Vec<u32>, Vec<u32>) {
+    fn window(&self, stream: &TokenStream, start: usize) -> (Vec<u32>, Vec<u32>) {
         let t = self.seq_len;
-        if self.bos {
-            let mut input = vec![bytes::BOS];
-            input.extend_from_slice(&stream[start..start + t - 1]);
-            (input, stream[start..start + t].to_vec())
-        } else {
-            (
-                stream[start..start + t].to_vec(),
-                stream[start + 1..start + t + 1].to_vec(),
-            )
+        let ids = stream.window(start, t + 1);
+        match self.vocab.bos.filter(|_| self.bos) {
+            Some(bos) => {
+                let mut input = vec![bos];
+                input.extend_from_slice(&ids[..t - 1]);
+                (input, ids[..t].to_vec())
+            }
+            None => (ids[..t].to_vec(), ids[1..].to_vec()),
         }
     }
 
-    fn make_batch(&self, stream: &[u32], starts: &[usize], rng: &mut StdRng) -> HostBatch {
+    fn make_batch(&self, stream: &TokenStream, starts: &[usize], rng: &mut StdRng) -> HostBatch {
         let t = self.seq_len;
         let mut out = HostBatch {
             batch: starts.len(),
@@ -245,8 +373,9 @@ impl Corpus {
             } else {
                 let spec = MaskSpec {
                     prob: self.mask_prob,
-                    mask_id: bytes::MASK,
-                    random_ids: 256,
+                    // Checked at load: an encoder's vocabulary has a mask token.
+                    mask_id: self.vocab.mask.unwrap_or(0),
+                    random_ids: self.vocab.random_ids,
                     first: usize::from(self.bos),
                 };
                 let (masked, weights) = mlm_mask(&input, &spec, rng);
@@ -315,8 +444,9 @@ mod tests {
     fn corpus(causal: bool, bos: bool) -> Corpus {
         let text: String = (0..2000).map(|i| (b'a' + (i % 26) as u8) as char).collect();
         Corpus {
-            train: bytes::encode(&text),
-            heldout: bytes::encode(&text[..300]),
+            train: bytes::encode(&text).into(),
+            heldout: bytes::encode(&text[..300]).into(),
+            vocab: Vocabulary::bytes(),
             seq_len: 8,
             bos,
             mask_prob: 0.15,

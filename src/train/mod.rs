@@ -3,14 +3,18 @@
 pub mod adamw;
 pub mod checkpoint;
 pub mod data;
+pub mod device;
 pub mod grads;
 pub mod history;
 pub mod lock;
 pub mod loss;
 pub mod recipe;
 pub mod schedule;
+pub mod shards;
 pub mod synthetic;
+pub mod tokenize;
 pub mod trainer;
+pub mod vocab;
 
 pub use recipe::{Recipe, Run};
 pub use trainer::{train, NoEvents, StepInfo, TrainEvents, TrainOutcome};

@@ -12,15 +12,18 @@ use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::train::synthetic::SyntheticConfig;
 
-/// Where the model runs.
+pub use crate::train::device::DeviceKind;
+
+/// Training arithmetic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum DeviceKind {
-    /// burn's `flex` backend on the CPU (all cores through rayon).
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Weights, activations, gradients and optimiser state in float32.
     #[default]
-    Cpu,
-    /// burn's CUDA backend (build with `--features cuda`).
-    Cuda,
+    F32,
+    /// bfloat16 activations with float32 master weights: refused for now (burn 0.21
+    /// offers no mixed-precision autodiff with f32 master weights; see docs/RECIPES.md).
+    Bf16,
 }
 
 /// The training corpus and how sequences are cut from it.
@@ -45,6 +48,13 @@ pub struct DataConfig {
     pub mask_prob: f64,
     /// A generated task in place of `train` and `heldout` (`[data.synthetic]`).
     pub synthetic: Option<SyntheticConfig>,
+    /// A folder of token shards written by `sinkscope tokenize` (memory-mapped), in
+    /// place of `train` and `heldout`.
+    pub shards: Option<PathBuf>,
+    /// A Hugging Face `tokenizer.json`: tokenizes `train` and `heldout` on the fly
+    /// (instead of byte by byte), or names the shards' tokenizer (checked against the
+    /// hash they record). The model's vocabulary size follows it.
+    pub tokenizer: Option<PathBuf>,
 }
 
 impl Default for DataConfig {
@@ -58,6 +68,8 @@ impl Default for DataConfig {
             bos: false,
             mask_prob: 0.15,
             synthetic: None,
+            shards: None,
+            tokenizer: None,
         }
     }
 }
@@ -68,8 +80,13 @@ impl Default for DataConfig {
 pub struct TrainConfig {
     /// Optimiser steps.
     pub steps: usize,
-    /// Sequences per step.
+    /// Sequences per micro-batch (per step when `accumulate` is 1).
     pub batch_size: usize,
+    /// Micro-batches of `batch_size` per optimiser step, gradients summed: a step
+    /// of `batch_size × accumulate` sequences in the memory of `batch_size`.
+    pub accumulate: usize,
+    /// Arithmetic of training: only `"f32"` today (see docs/RECIPES.md).
+    pub precision: Precision,
     /// Peak learning rate (AdamW).
     pub lr: f64,
     /// Final learning rate of the cosine decay.
@@ -106,6 +123,8 @@ impl Default for TrainConfig {
         Self {
             steps: 1000,
             batch_size: 16,
+            accumulate: 1,
+            precision: Precision::F32,
             lr: 1e-3,
             min_lr: 1e-4,
             warmup_steps: 100,
@@ -279,6 +298,25 @@ impl Recipe {
         if t.batch_size == 0 {
             return bad("train.batch_size", "must be positive");
         }
+        if t.accumulate == 0 {
+            return bad("train.accumulate", "must be at least 1");
+        }
+        if t.batch_size
+            .checked_mul(t.accumulate)
+            .and_then(|n| n.checked_mul(self.data.seq_len))
+            .is_none()
+        {
+            return bad(
+                "train.accumulate",
+                "batch_size × accumulate × seq_len overflows",
+            );
+        }
+        if t.precision == Precision::Bf16 {
+            return bad(
+                "train.precision",
+                "\"bf16\" is not supported: burn 0.21 has no mixed-precision training with float32 master weights and optimiser state; use \"f32\"",
+            );
+        }
         if !(t.lr.is_finite() && t.lr > 0.0) {
             return bad("train.lr", "must be a positive finite number");
         }
@@ -355,11 +393,19 @@ impl Recipe {
         if !(self.data.heldout_fraction > 0.0 && self.data.heldout_fraction < 1.0) {
             return bad("data.heldout_fraction", "must lie in (0, 1)");
         }
+        if self.data.synthetic.is_some()
+            && (self.data.shards.is_some() || self.data.tokenizer.is_some())
+        {
+            return bad(
+                "data.synthetic",
+                "a synthetic task has its own vocabulary; drop data.shards and data.tokenizer",
+            );
+        }
         // The model and every size a run will allocate, checked now, so a bad run of a
         // sweep is refused before the first run starts.
         crate::train::trainer::resolve_model_in(self, source)?;
         #[cfg(not(feature = "cuda"))]
-        if self.device == DeviceKind::Cuda {
+        if matches!(self.device, DeviceKind::Cuda(_)) {
             return bad(
                 "device",
                 "this build has no CUDA support: rebuild with `--features cuda`",

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::adaptor::OptimizerAdaptor;
-use burn::optim::{GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use tracing::{info, warn};
@@ -20,7 +20,7 @@ use crate::model::params::param_ids;
 use crate::model::{ForwardOptions, ModelConfig, Transformer};
 use crate::train::adamw::FusedAdamW;
 use crate::train::checkpoint::{self, CheckpointMeta, OPTIMIZER_FILE, WEIGHTS_FILE};
-use crate::train::data::{bytes, mix, Corpus};
+use crate::train::data::{self, mix, Corpus, HostBatch};
 use crate::train::grads::{clip_global_norm, grad_stats, GradStats};
 use crate::train::loss::{lm_loss, DeviceBatch};
 use crate::train::recipe::{Recipe, TrainConfig};
@@ -100,7 +100,8 @@ pub struct TrainOutcome {
     pub last_checkpoint: Option<PathBuf>,
 }
 
-/// The recipe's model with the vocabulary filled in from the tokenizer.
+/// The recipe's model with the vocabulary filled in from the tokenizer (bytes, the
+/// recipe's tokenizer.json, or its token shards').
 pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
     resolve_model_in(recipe, &format!("recipe {}", recipe.name))
 }
@@ -109,13 +110,14 @@ pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
 pub(crate) fn resolve_model_in(recipe: &Recipe, source: &str) -> Result<ModelConfig> {
     let mut cfg = recipe.model.clone();
     let source = source.to_string();
+    let vocab = data::vocabulary(&recipe.data, |p| recipe.resolve(p))?;
     if cfg.vocab_size == 0 {
-        cfg.vocab_size = bytes::VOCAB_SIZE;
-    } else if cfg.vocab_size < bytes::VOCAB_SIZE {
+        cfg.vocab_size = vocab.size;
+    } else if cfg.vocab_size < vocab.size {
         return Err(Error::config(
             &source,
             "model.vocab_size",
-            format!("the byte tokenizer needs at least {}", bytes::VOCAB_SIZE),
+            format!("the tokenizer needs at least {}", vocab.size),
         ));
     }
     cfg.validate(&source)?;
@@ -182,13 +184,18 @@ pub fn adamw<B: AutodiffBackend>(
     ))
 }
 
-/// One optimiser step: forward, loss, backward, global-norm clipping, AdamW update.
-/// Returns the model, the batch loss and the gradient norms before clipping; on a
-/// non-finite loss the model comes back unchanged and the norms are `None`.
+/// One optimiser step over `micro` (one batch, or the micro-batches of
+/// `train.accumulate`): forward, loss, backward per micro-batch with gradients summed,
+/// then global-norm clipping and the AdamW update. Each micro-batch's loss is weighted
+/// by its share of the step's loss weights, so k micro-batches give the gradient of one
+/// batch k times as large. Returns the model, the step's loss and the gradient norms
+/// before clipping; on a non-finite loss the model comes back unchanged and the norms
+/// are `None`.
 pub fn optimizer_step<B, O>(
     model: Transformer<B>,
     optim: &mut O,
-    batch: DeviceBatch<B>,
+    micro: &[HostBatch],
+    device: &B::Device,
     lr: f64,
     grad_clip: f64,
 ) -> (Transformer<B>, f32, Option<GradStats>)
@@ -196,22 +203,34 @@ where
     B: AutodiffBackend,
     O: Optimizer<Transformer<B>, B>,
 {
-    let out = model.forward(
-        &crate::model::Batch {
-            ids: batch.inputs,
-            padding: None,
-        },
-        &ForwardOptions::default(),
-    );
-    let loss = lm_loss(out.logits, batch.targets, batch.weights);
-    let value: f32 = loss.clone().into_scalar().elem();
-    if !value.is_finite() {
-        return (model, value, None);
+    let weight = |h: &HostBatch| h.weights.iter().map(|&w| w as f64).sum::<f64>();
+    let total: f64 = micro.iter().map(weight).sum();
+    let mut accumulated = GradientsAccumulator::<Transformer<B>>::new();
+    let mut step_loss = 0f32;
+    for h in micro {
+        let batch = DeviceBatch::<B>::new(h, device);
+        let out = model.forward(
+            &crate::model::Batch {
+                ids: batch.inputs,
+                padding: None,
+            },
+            &ForwardOptions::default(),
+        );
+        let mut loss = lm_loss(out.logits, batch.targets, batch.weights);
+        if micro.len() > 1 {
+            loss = loss * (weight(h) / total);
+        }
+        let value: f32 = loss.clone().into_scalar().elem();
+        step_loss += value;
+        if !value.is_finite() {
+            return (model, value, None);
+        }
+        accumulated.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
     }
-    let mut grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut grads = accumulated.grads();
     let stats = grad_stats(&model, &grads);
     clip_global_norm(&model, &mut grads, &stats, grad_clip);
-    (optim.step(lr, model, grads), value, Some(stats))
+    (optim.step(lr, model, grads), step_loss, Some(stats))
 }
 
 /// Held-out loss over the fixed evaluation batches, without gradients.
@@ -316,7 +335,7 @@ pub fn train_allowing<B: AutodiffBackend>(
         total: t.steps,
         floor: t.min_lr,
     };
-    let tokens_per_step = (t.batch_size * recipe.data.seq_len) as u64;
+    let tokens_per_step = (t.batch_size * t.accumulate * recipe.data.seq_len) as u64;
     let bar = progress_bar(t.steps as u64, start as u64);
     events.on_start(start, &model, &corpus)?;
     let started = Instant::now();
@@ -328,11 +347,18 @@ pub fn train_allowing<B: AutodiffBackend>(
             // Dropout masks as a function of (seed, step), so resume redraws them exactly.
             B::seed(device, mix(recipe.seed, step as u64));
         }
-        let batch =
-            DeviceBatch::<B>::new(&corpus.train_batch(recipe.seed, step, t.batch_size), device);
+        // The step's batch is drawn whole and cut into micro-batches, so accumulation
+        // sees exactly the sequences one batch of batch_size × accumulate would.
+        let batch = corpus.train_batch(recipe.seed, step, t.batch_size * t.accumulate);
         let lr = schedule.at(step - 1);
-        let (updated, loss_value, stats) =
-            optimizer_step(model, &mut optim, batch, lr, t.grad_clip);
+        let (updated, loss_value, stats) = optimizer_step(
+            model,
+            &mut optim,
+            &batch.split(t.accumulate),
+            device,
+            lr,
+            t.grad_clip,
+        );
         model = updated;
         let Some(stats) = stats else {
             bar.abandon();

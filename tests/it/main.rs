@@ -10,5 +10,6 @@ mod model;
 mod published;
 mod reliability;
 mod report;
+mod shards;
 mod tensorboard;
 mod training;
