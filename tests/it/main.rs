@@ -7,4 +7,5 @@ mod hooks;
 mod import;
 mod model;
 mod report;
+mod scale;
 mod training;
