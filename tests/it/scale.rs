@@ -29,7 +29,8 @@ fn streamed_layers_give_the_captured_reports() {
         model_cfg.max_seq_len = 256;
         let model = Transformer::<Flex>::init(&model_cfg, 3, &dev);
         let vocab = model_cfg.vocab_size as u32;
-        // unequal lengths in one batch: padding and cropping
+        // unequal lengths in one batch (as `capture` runs them, so the forward pass
+        // computes the same digits): padding and cropping
         let seqs: Vec<Vec<u32>> = [200usize, 150, 90]
             .iter()
             .map(|&n| (0..n as u32).map(|i| (i * 31 + n as u32) % vocab).collect())
@@ -41,12 +42,13 @@ fn streamed_layers_give_the_captured_reports() {
         let probe = capture(&model, &seqs, 0, true, &dev).unwrap();
         let want = evaluate(None, &probe, &[], None, &plan).unwrap();
         let mut seen = Vec::new();
-        let streamed = analyze_streaming(&model, &seqs, 0, 2, true, &cfg, &dev, &mut |lm| {
-            assert_eq!(lm.maps.layers(), 1);
-            seen.push((lm.sequence, lm.layer));
-            Ok(())
-        })
-        .unwrap();
+        let streamed =
+            analyze_streaming(&model, &seqs, 0, seqs.len(), true, &cfg, &dev, &mut |lm| {
+                assert_eq!(lm.maps.layers(), 1);
+                seen.push((lm.sequence, lm.layer));
+                Ok(())
+            })
+            .unwrap();
         assert_eq!(seen.len(), seqs.len() * model_cfg.n_layers);
         let nulls: Vec<Option<&[f64]>> = streamed.iter().map(|s| s.null_mass.as_deref()).collect();
         let reports = streamed.iter().map(|s| s.report.clone()).collect();
