@@ -47,7 +47,7 @@ fn bench_attention_512(c: &mut Criterion) {
     let mut group = c.benchmark_group("attention_spectrum_512");
     group.sample_size(10);
     group.bench_function("bidirectional", |b| {
-        b.iter(|| matrix_spectrum(black_box(&a), t, false))
+        b.iter(|| matrix_spectrum(black_box(&a), t, false, t))
     });
     group.finish();
 }

@@ -10,6 +10,7 @@
 use faer::Par;
 use serde::Serialize;
 
+use super::lanczos::{self, End};
 use super::linalg::{eigenvalue_moduli, singular_values, to_mat};
 
 /// Aspect ratio γ of the Marchenko–Pastur density the notebook compares with (its square
@@ -26,6 +27,9 @@ pub const MP_BINS: usize = 20;
 pub struct MatrixSpectrum {
     /// The eigenvalues are the diagonal (causal map), not a general decomposition.
     pub eigen_from_diagonal: bool,
+    /// Tokens of the leading block the whole-spectrum metrics were computed on: T, or
+    /// the cap `spectra_full_max_tokens` when the map is longer (see [`matrix_spectrum`]).
+    pub full_spectrum_tokens: usize,
     /// |λ1| / |λ2| (moduli sorted in decreasing order).
     pub spectral_gap: Option<f64>,
     /// (Σ|λ|)² / Σ|λ|².
@@ -147,12 +151,69 @@ pub fn mp_kl(moduli_desc: &[f64]) -> Option<f64> {
     ))
 }
 
+/// Products with AᵀA one top-singular-value computation may spend before it falls back
+/// to the dense solver.
+const MAX_PRODUCTS: usize = 2000;
+
+/// The `k` largest singular values of the `t × t` row-major matrix `a` (lower triangular
+/// when `triangular`), non-increasing: the square roots of the largest eigenvalues of
+/// AᵀA by Lanczos, exact to 1e-10 · σ₁² in σ²; `None` if Lanczos did not converge.
+pub fn top_singular_values<T: Copy + Into<f64>>(
+    a: &[T],
+    t: usize,
+    triangular: bool,
+    k: usize,
+) -> Option<Vec<f64>> {
+    let mut ax = vec![0.0f64; t];
+    let eig = lanczos::extreme_eigenvalues(t, k, End::Largest, &[], MAX_PRODUCTS, |x, y| {
+        // y = Aᵀ(Ax), one pass over A for each product (only the lower triangle of a
+        // causal map)
+        for (i, axi) in ax.iter_mut().enumerate() {
+            let row = &a[i * t..i * t + if triangular { i + 1 } else { t }];
+            *axi = row.iter().zip(x).map(|(&r, xj)| r.into() * xj).sum();
+        }
+        y.iter_mut().for_each(|v| *v = 0.0);
+        for (i, &axi) in ax.iter().enumerate() {
+            let row = &a[i * t..i * t + if triangular { i + 1 } else { t }];
+            for (yj, &r) in y.iter_mut().zip(row) {
+                *yj += r.into() * axi;
+            }
+        }
+    })?;
+    Some(eig.iter().map(|&l| l.max(0.0).sqrt()).collect())
+}
+
+/// Σσ² / σ₁² (0 for a zero matrix).
+fn stable_rank_of(frobenius2: f64, s0: f64) -> f64 {
+    if s0 > 0.0 {
+        frobenius2 / (s0 * s0)
+    } else {
+        0.0
+    }
+}
+
 /// Spectral summary of a `T × T` matrix (row-major). `triangular`: the matrix is lower
 /// triangular, so its eigenvalues are its diagonal.
-pub fn matrix_spectrum(a: &[f64], t: usize, triangular: bool) -> MatrixSpectrum {
-    let mat = to_mat(a, t, t);
+///
+/// Up to `full_max` tokens every metric reads the whole spectrum of the dense
+/// decompositions. Beyond it (the cost is O(T³) per map), the singular gap and the stable
+/// rank come from the two largest singular values by Lanczos ([`top_singular_values`])
+/// and ‖A‖²_F, while the metrics that need a whole spectrum (the singular participation
+/// ratio; for a non-triangular map also the eigenvalue gap, participation ratio and MP
+/// divergence) are computed on the leading `full_max × full_max` block — for a causal
+/// map exactly the attention map of the first `full_max` tokens. `full_spectrum_tokens`
+/// says which.
+pub fn matrix_spectrum<T: Copy + Into<f64>>(
+    a: &[T],
+    t: usize,
+    triangular: bool,
+    full_max: usize,
+) -> MatrixSpectrum {
+    let n = t.min(full_max.max(2));
+    let block = |i: usize, j: usize| a[i * t + j].into();
+    let mat = faer::Mat::from_fn(n, n, block);
     let mut moduli = if triangular {
-        Some((0..t).map(|i| a[i * t + i].abs()).collect::<Vec<f64>>())
+        Some((0..t).map(|i| block(i, i).abs()).collect::<Vec<f64>>())
     } else {
         eigenvalue_moduli(mat.as_ref(), Par::Seq)
     };
@@ -160,19 +221,30 @@ pub fn matrix_spectrum(a: &[f64], t: usize, triangular: bool) -> MatrixSpectrum 
         m.sort_by(|x, y| y.total_cmp(x));
     }
     let sv = singular_values(mat.as_ref(), Par::Seq);
-    let stable_rank = sv.as_ref().and_then(|s| {
-        let s0 = *s.first()?;
-        Some(if s0 > 0.0 {
-            s.iter().map(|x| x * x).sum::<f64>() / (s0 * s0)
-        } else {
-            0.0
-        })
-    });
+    drop(mat);
+    let (singular_gap, stable_rank) = if n == t {
+        (
+            sv.as_deref().and_then(gap),
+            sv.as_ref().and_then(|s| {
+                let s0 = *s.first()?;
+                Some(stable_rank_of(s.iter().map(|x| x * x).sum(), s0))
+            }),
+        )
+    } else {
+        let frobenius2: f64 = a.iter().map(|&x| x.into().powi(2)).sum();
+        match top_singular_values(a, t, triangular, 2)
+            .or_else(|| singular_values(to_mat(a, t, t).as_ref(), Par::Seq))
+        {
+            Some(top) => (gap(&top), Some(stable_rank_of(frobenius2, top[0]))),
+            None => (None, None),
+        }
+    };
     MatrixSpectrum {
         eigen_from_diagonal: triangular,
+        full_spectrum_tokens: n.min(t),
         spectral_gap: moduli.as_deref().and_then(gap),
         participation_ratio: moduli.as_deref().and_then(participation),
-        singular_gap: sv.as_deref().and_then(gap),
+        singular_gap,
         singular_participation_ratio: sv.as_deref().and_then(participation),
         stable_rank,
         mp_kl: moduli.as_deref().and_then(mp_kl),
@@ -188,7 +260,7 @@ mod tests {
         // A = [[1,0],[.5,.5]]: eigenvalues = diagonal 1, 0.5 → gap 2, PR (1.5)²/1.25 = 1.8.
         // AᵀA = [[1.25,.25],[.25,.25]]: trace 1.5, det 0.25 → σ² = 0.75 ± √0.3125
         // → σ1² = 1.309017, σ2² = 0.190983; stable rank 1.5 / 1.309017 = 1.145898.
-        let s = matrix_spectrum(&[1.0, 0.0, 0.5, 0.5], 2, true);
+        let s = matrix_spectrum(&[1.0, 0.0, 0.5, 0.5], 2, true, 256);
         assert!(s.eigen_from_diagonal);
         assert!((s.spectral_gap.unwrap() - 2.0).abs() < 1e-12);
         assert!((s.participation_ratio.unwrap() - 1.8).abs() < 1e-12);
@@ -206,14 +278,65 @@ mod tests {
     fn general_eigenvalues_match_the_diagonal_route() {
         // the same triangular matrix through the general eigensolver
         let a = [1.0, 0.0, 0.0, 0.5, 0.5, 0.0, 0.2, 0.3, 0.5];
-        let d = matrix_spectrum(&a, 3, true);
-        let g = matrix_spectrum(&a, 3, false);
+        let d = matrix_spectrum(&a, 3, true, 256);
+        let g = matrix_spectrum(&a, 3, false, 256);
         assert!((d.spectral_gap.unwrap() - g.spectral_gap.unwrap()).abs() < 1e-9);
         assert!((d.participation_ratio.unwrap() - g.participation_ratio.unwrap()).abs() < 1e-9);
         // [[.5,.5],[.5,.5]]: eigenvalues 1 and 0 (to rounding) → a gap beyond 1e12
-        let u = matrix_spectrum(&[0.5, 0.5, 0.5, 0.5], 2, false);
+        let u = matrix_spectrum(&[0.5f64, 0.5, 0.5, 0.5], 2, false, 256);
         assert!(u.spectral_gap.unwrap() > 1e12);
         assert!((u.participation_ratio.unwrap() - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn capped_spectra_match_the_dense_path() {
+        // METRICS.md: beyond spectra_full_max_tokens the singular gap and stable rank (by
+        // Lanczos) agree with the dense decomposition of the whole map within 1e-7 relative;
+        // the whole-spectrum metrics equal the dense ones of the leading block
+        use crate::analysis::graph::tests::attention_like;
+        for (t, cap, seed) in [(96, 40, 1), (300, 128, 2), (520, 256, 3)] {
+            let causal = attention_like(t, seed);
+            // a bidirectional map: the causal one plus its transpose, rows renormalized
+            let mut bidir: Vec<f64> = (0..t * t)
+                .map(|p| causal[p] + causal[(p % t) * t + p / t])
+                .collect();
+            for row in bidir.chunks_exact_mut(t) {
+                let s: f64 = row.iter().sum();
+                row.iter_mut().for_each(|x| *x /= s);
+            }
+            for (a, triangular) in [(&causal, true), (&bidir, false)] {
+                let f32s: Vec<f32> = a.iter().map(|&x| x as f32).collect();
+                let dense = matrix_spectrum(&f32s, t, triangular, t);
+                let capped = matrix_spectrum(&f32s, t, triangular, cap);
+                assert_eq!(
+                    (dense.full_spectrum_tokens, capped.full_spectrum_tokens),
+                    (t, cap)
+                );
+                let close = |x: Option<f64>, y: Option<f64>, rel: f64| {
+                    let (x, y) = (x.unwrap(), y.unwrap());
+                    assert!((x - y).abs() <= rel * y.abs(), "t {t}: {x} vs {y}");
+                };
+                close(capped.singular_gap, dense.singular_gap, 1e-7);
+                close(capped.stable_rank, dense.stable_rank, 1e-7);
+                let block: Vec<f32> = (0..cap * cap)
+                    .map(|p| f32s[(p / cap) * t + p % cap])
+                    .collect();
+                let head = matrix_spectrum(&block, cap, triangular, cap);
+                assert_eq!(
+                    capped.singular_participation_ratio,
+                    head.singular_participation_ratio
+                );
+                if triangular {
+                    // the diagonal is read whole: no cap on the eigenvalue metrics
+                    assert_eq!(capped.spectral_gap, dense.spectral_gap);
+                    assert_eq!(capped.participation_ratio, dense.participation_ratio);
+                    assert_eq!(capped.mp_kl, dense.mp_kl);
+                } else {
+                    assert_eq!(capped.participation_ratio, head.participation_ratio);
+                    assert_eq!(capped.mp_kl, head.mp_kl);
+                }
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,9 @@ use super::topology::{TopologyMode, MAX_DIM};
 /// Thresholds τ of the attention graph `B = [Ā > τ]`, as in the paper's `fiedler.ipynb`.
 pub const DEFAULT_GRAPH_THRESHOLDS: [f64; 7] = [0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2];
 
+/// Default of [`AnalysisConfig::spectra_full_max_tokens`].
+pub const DEFAULT_SPECTRA_FULL_MAX_TOKENS: usize = 256;
+
 /// Parameters of [`analyze`](super::analyze).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -33,6 +36,11 @@ pub struct AnalysisConfig {
     pub spectra: bool,
     /// Compute the spectra of every head, not only of the head mean.
     pub spectra_per_head: bool,
+    /// Longest map whose whole spectrum is decomposed (O(T³) per map). Beyond it the
+    /// singular gap and stable rank come from the top singular values by Lanczos, and the
+    /// whole-spectrum metrics are computed on the leading block of this many tokens
+    /// (`full_spectrum_tokens` in the output).
+    pub spectra_full_max_tokens: usize,
     /// Emit one TensorBoard scalar per head (`sink/first_token_mass/layer_03/head_07`).
     pub per_head_scalars: bool,
     /// Persistent homology of the attention graph.
@@ -52,6 +60,7 @@ impl Default for AnalysisConfig {
             graph: true,
             spectra: true,
             spectra_per_head: true,
+            spectra_full_max_tokens: DEFAULT_SPECTRA_FULL_MAX_TOKENS,
             per_head_scalars: true,
             topology: TopologyConfig::default(),
             frame: FrameConfig::default(),
@@ -193,6 +202,12 @@ impl AnalysisConfig {
                 format!("graph threshold {tau} must lie in [0, 1)")
             })?;
         }
+        check(self.spectra_full_max_tokens >= 2, || {
+            format!(
+                "spectra_full_max_tokens = {} must be at least 2",
+                self.spectra_full_max_tokens
+            )
+        })?;
         let t = &self.topology;
         check(t.maxdim <= MAX_DIM, || {
             format!("topology.maxdim = {} exceeds {MAX_DIM}", t.maxdim)
@@ -280,6 +295,7 @@ mod tests {
         assert!(AnalysisConfig::from_toml("sink_epsilon = 1.5").is_err());
         assert!(AnalysisConfig::from_toml("graph_thresholds = [0.1, 2.0]").is_err());
         assert!(AnalysisConfig::from_toml("[topology]\nmaxdim = 9").is_err());
+        assert!(AnalysisConfig::from_toml("spectra_full_max_tokens = 1").is_err());
         assert!(AnalysisConfig::from_toml("[frame]\nmin_head_share = 0").is_err());
     }
 

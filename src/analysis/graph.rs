@@ -9,10 +9,12 @@
 //! disconnected, which is what λ₂ = 0 means).
 
 use faer::Par;
+use rayon::prelude::*;
 use serde::Serialize;
 
 use super::keyed::{threshold_key, Keyed};
-use super::linalg::{symmetric_eigenvalues, to_mat};
+use super::lanczos::{self, End};
+use super::linalg::symmetric_eigenvalues;
 use super::stats::gini;
 
 /// Graph metrics of one layer, keyed by threshold (`"0.001"`, …) and, for the spectral
@@ -57,68 +59,162 @@ pub fn centralization(degrees: &[usize]) -> Option<f64> {
     Some(spread as f64 / ((t - 1) * (t - 1)) as f64)
 }
 
-/// (λ₂, λ₃ − λ₂) of the Laplacian of a symmetric weight matrix W (`T × T`); `None` where
-/// the eigenvalue does not exist (T < 2, T < 3) or the decomposition failed.
+/// Below this many tokens the Fiedler values come from a dense decomposition (faster
+/// there, and exact); from it on, from [`lanczos`](super::lanczos).
+pub const ITERATIVE_FROM: usize = 192;
+
+/// Products with the Laplacian one Fiedler computation may spend before it falls back to
+/// the dense solver (well beyond what attention graphs need, see `benches/analyze.rs`).
+const MAX_PRODUCTS: usize = 4000;
+
+/// A symmetric weight matrix W without its diagonal (self-loops cancel in the
+/// Laplacian), as adjacency lists: thresholded graphs are sparse, and even a dense one
+/// costs one pass per Laplacian product.
+pub struct Adjacency {
+    t: usize,
+    start: Vec<usize>,
+    cols: Vec<u32>,
+    weights: Vec<f64>,
+}
+
+impl Adjacency {
+    /// From a weight function over the pairs i ≠ j (called once per unordered pair,
+    /// i > j; zero weights are left out).
+    pub fn from_fn(t: usize, weight: impl Fn(usize, usize) -> f64) -> Self {
+        let mut rows: Vec<Vec<(u32, f64)>> = vec![Vec::new(); t];
+        for i in 0..t {
+            for j in 0..i {
+                let w = weight(i, j);
+                if w != 0.0 {
+                    rows[i].push((j as u32, w));
+                    rows[j].push((i as u32, w));
+                }
+            }
+        }
+        let mut start = Vec::with_capacity(t + 1);
+        start.push(0);
+        let nnz: usize = rows.iter().map(Vec::len).sum();
+        let (mut cols, mut weights) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
+        for row in rows {
+            for (j, w) in row {
+                cols.push(j);
+                weights.push(w);
+            }
+            start.push(cols.len());
+        }
+        Adjacency {
+            t,
+            start,
+            cols,
+            weights,
+        }
+    }
+
+    /// From a dense row-major symmetric `t × t` matrix (its diagonal ignored).
+    pub fn from_dense(w: &[f64], t: usize) -> Self {
+        Self::from_fn(t, |i, j| w[i * t + j])
+    }
+
+    fn row(&self, i: usize) -> impl Iterator<Item = (usize, f64)> + '_ {
+        let r = self.start[i]..self.start[i + 1];
+        self.cols[r.clone()]
+            .iter()
+            .zip(&self.weights[r])
+            .map(|(&j, &w)| (j as usize, w))
+    }
+
+    /// Weighted degrees Σ_{j≠i} w_ij, the Laplacian's diagonal.
+    fn degrees(&self) -> Vec<f64> {
+        (0..self.t)
+            .map(|i| self.row(i).map(|(_, w)| w).sum())
+            .collect()
+    }
+
+    /// Connected components (an edge wherever w_ij > 0), by union-find.
+    pub fn components(&self) -> usize {
+        let mut parent: Vec<usize> = (0..self.t).collect();
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        let mut count = self.t;
+        for i in 0..self.t {
+            for (j, w) in self.row(i) {
+                if j < i && w > 0.0 {
+                    let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                    if a != b {
+                        parent[a] = b;
+                        count -= 1;
+                    }
+                }
+            }
+        }
+        count
+    }
+
+    /// The dense Laplacian L = diag(Σ_{j≠i} w_ij) − W.
+    fn dense_laplacian(&self) -> faer::Mat<f64> {
+        let deg = self.degrees();
+        let mut lap = faer::Mat::<f64>::zeros(self.t, self.t);
+        for i in 0..self.t {
+            lap[(i, i)] = deg[i];
+            for (j, w) in self.row(i) {
+                lap[(i, j)] = -w;
+            }
+        }
+        lap
+    }
+}
+
+/// (λ₂, λ₃ − λ₂) of the Laplacian of a symmetric weight matrix W given as a dense
+/// row-major `T × T` buffer; see [`adjacency_fiedler`].
 pub fn laplacian_fiedler(w: &[f64], t: usize) -> (Option<f64>, Option<f64>) {
+    adjacency_fiedler(&Adjacency::from_dense(w, t))
+}
+
+/// (λ₂, λ₃ − λ₂) of the Laplacian of W; `None` where the eigenvalue does not exist
+/// (T < 2, T < 3) or the decomposition failed.
+///
+/// From [`ITERATIVE_FROM`] tokens on, λ₂ and λ₃ are the two smallest eigenvalues of L on
+/// the complement of the constant vector (L's eigenvector of 0) by Lanczos, exact to
+/// 1e-10 · ‖L‖; below, or if Lanczos does not converge, a dense decomposition.
+pub fn adjacency_fiedler(adj: &Adjacency) -> (Option<f64>, Option<f64>) {
+    let t = adj.t;
     if t < 2 {
         return (None, None);
     }
     // The multiplicity of the Laplacian's eigenvalue 0 is the number of connected
     // components: with three or more, λ₂ = λ₃ = 0 exactly and no decomposition is
     // needed (the usual case at high thresholds, where most tokens are isolated).
-    if t >= 3 && components(w, t) >= 3 {
+    if t >= 3 && adj.components() >= 3 {
         return (Some(0.0), Some(0.0));
     }
-    let lap = to_mat(
-        &(0..t * t)
-            .map(|p| {
-                let (i, j) = (p / t, p % t);
-                if i == j {
-                    w[i * t..(i + 1) * t]
-                        .iter()
-                        .enumerate()
-                        .filter(|&(k, _)| k != i)
-                        .map(|(_, x)| x)
-                        .sum()
-                } else {
-                    -w[p]
+    let iterative = (t >= ITERATIVE_FROM)
+        .then(|| {
+            let deg = adj.degrees();
+            let ones = vec![1.0 / (t as f64).sqrt(); t];
+            lanczos::extreme_eigenvalues(t, 2, End::Smallest, &[ones], MAX_PRODUCTS, |x, y| {
+                for (i, yi) in y.iter_mut().enumerate() {
+                    *yi = deg[i] * x[i] - adj.row(i).map(|(j, w)| w * x[j]).sum::<f64>();
                 }
             })
-            .collect::<Vec<f64>>(),
-        t,
-        t,
-    );
-    let Some(eig) = symmetric_eigenvalues(lap.as_ref(), Par::Seq) else {
-        return (None, None);
+        })
+        .flatten();
+    let (l2, l3) = match iterative {
+        Some(v) => (v[0], v.get(1).copied()),
+        None => {
+            let Some(eig) = symmetric_eigenvalues(adj.dense_laplacian().as_ref(), Par::Seq) else {
+                return (None, None);
+            };
+            (eig[1], eig.get(2).copied())
+        }
     };
     // L is positive semi-definite: a λ₂ of −1e−17 is rounding, report it as 0
-    let l2 = eig[1].max(0.0);
-    (Some(l2), eig.get(2).map(|l3| (l3 - l2).max(0.0)))
-}
-
-/// Connected components of the graph with an edge wherever `w[i, j] > 0` (union-find).
-fn components(w: &[f64], t: usize) -> usize {
-    let mut parent: Vec<usize> = (0..t).collect();
-    fn root(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    let mut count = t;
-    for i in 0..t {
-        for j in 0..i {
-            if w[i * t + j] > 0.0 || w[j * t + i] > 0.0 {
-                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
-                if a != b {
-                    parent[a] = b;
-                    count -= 1;
-                }
-            }
-        }
-    }
-    count
+    let l2 = l2.max(0.0);
+    (Some(l2), l3.map(|l3| (l3 - l2).max(0.0)))
 }
 
 /// All graph metrics of one layer from its head mean Ā.
@@ -131,16 +227,17 @@ pub fn layer_graph(mean: &[f64], t: usize, thresholds: &[f64]) -> LayerGraph {
         in_degree_gini: Keyed::new(),
         edge_density: Keyed::new(),
     };
-    for &tau in thresholds {
+    let fiedler: Vec<(Option<f64>, Option<f64>)> = thresholds
+        .par_iter()
+        .map(|&tau| {
+            let above = |i: usize, j: usize| f64::from(u8::from(mean[i * t + j] > tau));
+            adjacency_fiedler(&Adjacency::from_fn(t, |i, j| {
+                0.5 * (above(i, j) + above(j, i))
+            }))
+        })
+        .collect();
+    for (&tau, (l2, gap)) in thresholds.iter().zip(fiedler) {
         let key = threshold_key(tau);
-        let w: Vec<f64> = (0..t * t)
-            .map(|p| {
-                let (i, j) = (p / t, p % t);
-                0.5 * (f64::from(u8::from(mean[p] > tau))
-                    + f64::from(u8::from(mean[j * t + i] > tau)))
-            })
-            .collect();
-        let (l2, gap) = laplacian_fiedler(&w, t);
         let deg = in_degrees(mean, t, tau);
         let degf: Vec<f64> = deg.iter().map(|&d| d as f64).collect();
         let max = deg.iter().copied().max().unwrap_or(0);
@@ -153,17 +250,16 @@ pub fn layer_graph(mean: &[f64], t: usize, thresholds: &[f64]) -> LayerGraph {
         g.edge_density
             .push(key, deg.iter().sum::<usize>() as f64 / (t * t) as f64);
     }
-    let w: Vec<f64> = (0..t * t)
-        .map(|p| 0.5 * (mean[p] + mean[(p % t) * t + p / t]))
-        .collect();
-    let (l2, gap) = laplacian_fiedler(&w, t);
+    let (l2, gap) = adjacency_fiedler(&Adjacency::from_fn(t, |i, j| {
+        0.5 * (mean[i * t + j] + mean[j * t + i])
+    }));
     g.fiedler.push("weighted", l2);
     g.fiedler_gap.push("weighted", gap);
     g
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Every query attends only to token 0: a star on 3 nodes.
@@ -198,13 +294,13 @@ mod tests {
             w[i * 5 + j] = 1.0;
             w[j * 5 + i] = 1.0;
         }
-        assert_eq!(components(&w, 5), 3);
+        assert_eq!(Adjacency::from_dense(&w, 5).components(), 3);
         assert_eq!(laplacian_fiedler(&w, 5), (Some(0.0), Some(0.0)));
         // Join 3–4: two components {0,1} and {2,3,4}. Spectrum 0, 0 (two components),
         // then the path P3's 1 and 3 and the edge's 2: λ₂ = 0, λ₃ − λ₂ = 1 (eigen path).
         w[3 * 5 + 4] = 1.0;
         w[4 * 5 + 3] = 1.0;
-        assert_eq!(components(&w, 5), 2);
+        assert_eq!(Adjacency::from_dense(&w, 5).components(), 2);
         let (l2, gap) = laplacian_fiedler(&w, 5);
         assert!(l2.unwrap().abs() < 1e-12);
         assert!((gap.unwrap() - 1.0).abs() < 1e-12, "{gap:?}");
@@ -222,6 +318,70 @@ mod tests {
         let g = layer_graph(&full, 3, &[0.5]);
         assert!((g.fiedler.get("0.5").unwrap().unwrap() - 3.0).abs() < 1e-12);
         assert!(g.fiedler_gap.get("0.5").unwrap().unwrap().abs() < 1e-12);
+    }
+
+    /// A causal attention-like head mean: softmax rows of random logits, a sink on key 0
+    /// and a previous-token bump, so that thresholds cut out graphs with twins, isolated
+    /// tokens and hubs.
+    pub(crate) fn attention_like(t: usize, seed: u64) -> Vec<f64> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut a = vec![0.0; t * t];
+        for i in 0..t {
+            let row = &mut a[i * t..(i + 1) * t];
+            for (j, x) in row.iter_mut().enumerate().take(i + 1) {
+                let bonus = if j == 0 {
+                    4.0
+                } else if j + 1 == i {
+                    2.0
+                } else {
+                    0.0
+                };
+                *x = (bonus + 2.0 * rng.random::<f64>()).exp();
+            }
+            let s: f64 = row.iter().sum();
+            row.iter_mut().for_each(|x| *x /= s);
+        }
+        a
+    }
+
+    #[test]
+    fn lanczos_fiedler_values_match_the_dense_decomposition() {
+        // METRICS.md: from ITERATIVE_FROM tokens on, λ₂ and λ₃ − λ₂ agree with the dense
+        // decomposition within 1e-8 · ‖L‖ (Lanczos' residual tolerance is 1e-10 · ‖L‖)
+        let mut checked = 0;
+        for (t, seed) in [(ITERATIVE_FROM, 1), (300, 2), (520, 3)] {
+            let mean = attention_like(t, seed);
+            let graphs = [0.001, 0.005, 0.02].map(|tau| {
+                let above = |i: usize, j: usize| f64::from(u8::from(mean[i * t + j] > tau));
+                Adjacency::from_fn(t, |i, j| 0.5 * (above(i, j) + above(j, i)))
+            });
+            let weighted = Adjacency::from_fn(t, |i, j| 0.5 * (mean[i * t + j] + mean[j * t + i]));
+            for adj in graphs.iter().chain([&weighted]) {
+                let (l2, gap) = adjacency_fiedler(adj);
+                let lap = adj.dense_laplacian();
+                let norm = adj.degrees().iter().fold(0.0f64, |a, &d| a.max(2.0 * d));
+                let eig = symmetric_eigenvalues(lap.as_ref(), Par::Seq).unwrap();
+                if adj.components() >= 3 {
+                    continue;
+                }
+                checked += 1;
+                let (want2, want_gap) = (eig[1].max(0.0), (eig[2] - eig[1].max(0.0)).max(0.0));
+                let tol = 1e-8 * norm;
+                assert!(
+                    (l2.unwrap() - want2).abs() <= tol,
+                    "t {t}: {l2:?} vs {want2}"
+                );
+                assert!(
+                    (gap.unwrap() - want_gap).abs() <= tol,
+                    "t {t}: {gap:?} vs {want_gap}"
+                );
+            }
+        }
+        assert!(
+            checked >= 8,
+            "only {checked} graphs reached the iterative path"
+        );
     }
 
     #[test]

@@ -47,20 +47,6 @@ pub fn head_mean_kl(maps: &[f64], heads: usize, t: usize) -> Option<f64> {
     Some(total / heads as f64)
 }
 
-/// Rows renormalized to sum 1 (uniform over all keys for an all-zero row), in f64.
-fn normalized(layer: &[f32], t: usize) -> Vec<f64> {
-    let mut out: Vec<f64> = layer.iter().map(|&a| f64::from(a)).collect();
-    for row in out.chunks_exact_mut(t) {
-        let s: f64 = row.iter().sum();
-        if s > 0.0 {
-            row.iter_mut().for_each(|a| *a /= s);
-        } else {
-            row.iter_mut().for_each(|a| *a = 1.0 / t as f64);
-        }
-    }
-    out
-}
-
 /// The maps with the columns in `sinks` zeroed and rows renormalized; a row left empty
 /// becomes uniform over the non-sink keys (all T − |S| of them, as the notebook does, even
 /// above the diagonal of a causal map), or stays zero if every key is a sink.
@@ -89,7 +75,47 @@ pub fn without_sinks(maps: &[f64], t: usize, sinks: &[usize]) -> Vec<f64> {
     out
 }
 
+/// Row `i` of every head, renormalized to sum 1 (uniform over all keys for an all-zero
+/// row), in f64, into `out` (`H × T`).
+fn normalized_rows(layer: &[f32], heads: usize, t: usize, i: usize, out: &mut [f64]) {
+    for (h, row) in out.chunks_exact_mut(t).enumerate() {
+        let src = &layer[(h * t + i) * t..(h * t + i + 1) * t];
+        row.iter_mut()
+            .zip(src)
+            .for_each(|(o, &a)| *o = f64::from(a));
+        let s: f64 = row.iter().sum();
+        if s > 0.0 {
+            row.iter_mut().for_each(|a| *a /= s);
+        } else {
+            row.iter_mut().for_each(|a| *a = 1.0 / t as f64);
+        }
+    }
+    debug_assert_eq!(out.len(), heads * t);
+}
+
+/// Adds `KL(row_h ‖ mean row)` of one query row to each head's sum; false when a head's
+/// row is all zero (the KL does not exist).
+fn add_row_kl(rows: &[f64], heads: usize, t: usize, mean: &mut [f64], sums: &mut [f64]) -> bool {
+    mean.iter_mut().for_each(|m| *m = 0.0);
+    for row in rows.chunks_exact(t) {
+        for (m, a) in mean.iter_mut().zip(row) {
+            *m += a / heads as f64;
+        }
+    }
+    for (row, sum) in rows.chunks_exact(t).zip(sums.iter_mut()) {
+        if row.iter().sum::<f64>() <= 0.0 {
+            return false;
+        }
+        *sum += kl_divergence(row.iter().copied(), mean.iter().copied());
+    }
+    true
+}
+
 /// Information metrics of one layer given its sink set and sink concentration.
+///
+/// The same numbers as [`head_mean_kl`] on the renormalized maps and on
+/// [`without_sinks`] of them, computed one query row at a time, so that no f64 copy of
+/// the layer's `H × T × T` maps is made.
 pub fn layer_info(
     layer: &[f32],
     heads: usize,
@@ -97,12 +123,22 @@ pub fn layer_info(
     sinks: &[usize],
     sink_concentration: f64,
 ) -> LayerInfo {
-    let maps = normalized(layer, t);
-    let kl = head_mean_kl(&maps, heads, t).unwrap_or(f64::NAN);
-    let kl_sink_removed = head_mean_kl(&without_sinks(&maps, t, sinks), heads, t);
+    let mut rows = vec![0.0f64; heads * t];
+    let mut mean = vec![0.0f64; t];
+    let (mut kl_sums, mut removed_sums) = (vec![0.0f64; heads], vec![0.0f64; heads]);
+    let mut removed_ok = true;
+    for i in 0..t {
+        normalized_rows(layer, heads, t, i, &mut rows);
+        add_row_kl(&rows, heads, t, &mut mean, &mut kl_sums);
+        if removed_ok {
+            let removed = without_sinks(&rows, t, sinks);
+            removed_ok = add_row_kl(&removed, heads, t, &mut mean, &mut removed_sums);
+        }
+    }
+    let total = |sums: &[f64]| sums.iter().map(|s| s / t as f64).sum::<f64>() / heads as f64;
     LayerInfo {
-        kl,
-        kl_sink_removed,
+        kl: total(&kl_sums),
+        kl_sink_removed: removed_ok.then(|| total(&removed_sums)),
         sink_attention_pct: 100.0 * sink_concentration,
     }
 }
@@ -140,6 +176,31 @@ mod tests {
         // [0,1,0], [0,.5,.5]; Ā rows [0,.5,.5]. KL ln 2, ln 2, 0 per head → 2 ln 2 / 3.
         assert!((info.kl_sink_removed.unwrap() - 2.0 * 2f64.ln() / 3.0).abs() < 1e-6);
         assert!((info.sink_attention_pct - 60.0).abs() < 1e-4);
+    }
+
+    #[test]
+    fn row_by_row_equals_the_whole_map_computation() {
+        // the streaming layer_info gives the very digits of head_mean_kl on the
+        // renormalized maps, with and without the sinks
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(4);
+        for (heads, t) in [(3, 5), (4, 40), (2, 130)] {
+            let layer: Vec<f32> = (0..heads * t * t)
+                .map(|p| if p % 7 == 0 { 0.0 } else { rng.random::<f32>() })
+                .collect();
+            let mut maps: Vec<f64> = layer.iter().map(|&a| f64::from(a)).collect();
+            for row in maps.chunks_exact_mut(t) {
+                let s: f64 = row.iter().sum();
+                row.iter_mut().for_each(|a| *a /= s);
+            }
+            let sinks = [0, t / 2];
+            let info = layer_info(&layer, heads, t, &sinks, 0.5);
+            assert_eq!(info.kl, head_mean_kl(&maps, heads, t).unwrap());
+            assert_eq!(
+                info.kl_sink_removed,
+                head_mean_kl(&without_sinks(&maps, t, &sinks), heads, t)
+            );
+        }
     }
 
     #[test]

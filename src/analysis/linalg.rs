@@ -64,6 +64,32 @@ pub fn symmetric_eigenvalues(a: MatRef<'_, f64>, par: Par) -> Option<Vec<f64>> {
     Some(s.column_vector().iter().copied().collect())
 }
 
+/// Eigenvalues (non-decreasing) and eigenvectors (columns, in the same order) of a
+/// symmetric matrix (lower triangle read): the small projected problems of
+/// [`lanczos`](super::lanczos).
+pub fn symmetric_eigen(a: MatRef<'_, f64>, par: Par) -> Option<(Vec<f64>, Mat<f64>)> {
+    let n = a.nrows();
+    let mut s = faer::diag::Diag::<f64>::zeros(n);
+    let mut u = Mat::<f64>::zeros(n, n);
+    let scratch = evd::self_adjoint_evd_scratch::<f64>(
+        n,
+        evd::ComputeEigenvectors::Yes,
+        par,
+        Default::default(),
+    );
+    let mut buf = MemBuffer::new(scratch);
+    evd::self_adjoint_evd(
+        a,
+        s.as_mut(),
+        Some(u.as_mut()),
+        par,
+        MemStack::new(&mut buf),
+        Default::default(),
+    )
+    .ok()?;
+    Some((s.column_vector().iter().copied().collect(), u))
+}
+
 /// Moduli |λ| of the eigenvalues of a general real square matrix (any order).
 pub fn eigenvalue_moduli(a: MatRef<'_, f64>, par: Par) -> Option<Vec<f64>> {
     let n = a.nrows();

@@ -132,6 +132,41 @@ impl AttentionMaps {
         })
     }
 
+    /// Maps of consecutive layers (each already validated, with the same heads and
+    /// length) stacked into one, without checking the rows again.
+    pub fn stack(parts: Vec<AttentionMaps>) -> Result<Self, AnalysisError> {
+        const WHAT: &str = "stacked attention maps";
+        let first = parts.first().ok_or(AnalysisError::EmptyDimension {
+            what: WHAT,
+            dim: "layers",
+        })?;
+        let (heads, seq_len) = (first.heads, first.seq_len);
+        let layers: usize = parts.iter().map(|p| p.layers).sum();
+        if let Some(bad) = parts
+            .iter()
+            .find(|p| p.heads != heads || p.seq_len != seq_len)
+        {
+            return Err(AnalysisError::Length {
+                what: WHAT,
+                shape: vec![bad.layers, heads, seq_len, seq_len],
+                expected: bad.layers * heads * seq_len * seq_len,
+                got: bad.data.len(),
+            });
+        }
+        let causal = parts.iter().all(|p| p.causal);
+        let mut data = Vec::with_capacity(layers * heads * seq_len * seq_len);
+        for p in parts {
+            data.extend_from_slice(&p.data);
+        }
+        Ok(AttentionMaps {
+            layers,
+            heads,
+            seq_len,
+            data,
+            causal,
+        })
+    }
+
     /// Number of layers L.
     pub fn layers(&self) -> usize {
         self.layers
@@ -271,6 +306,21 @@ mod tests {
         // mean of [[1,0],[.5,.5]] and [[.5,.5],[.5,.5]] = [[.75,.25],[.5,.5]]
         let m = AttentionMaps::new(1, 2, 2, [causal_2x2(), vec![0.5; 4]].concat()).unwrap();
         assert_eq!(m.head_mean(0), vec![0.75, 0.25, 0.5, 0.5]);
+    }
+
+    #[test]
+    fn stacking_layers_keeps_data_and_causality() {
+        let a = AttentionMaps::new(1, 1, 2, causal_2x2()).unwrap();
+        let b = AttentionMaps::new(1, 1, 2, vec![0.5; 4]).unwrap();
+        let s = AttentionMaps::stack(vec![a.clone(), a.clone()]).unwrap();
+        assert_eq!((s.layers(), s.is_causal()), (2, true));
+        assert_eq!(s.head(1, 0), a.head(0, 0));
+        let s = AttentionMaps::stack(vec![a.clone(), b]).unwrap();
+        assert!(!s.is_causal());
+        assert_eq!(s.head(1, 0), &[0.5; 4]);
+        let other = AttentionMaps::new(1, 2, 2, [causal_2x2(), causal_2x2()].concat()).unwrap();
+        assert!(AttentionMaps::stack(vec![a, other]).is_err());
+        assert!(AttentionMaps::stack(Vec::new()).is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod frame;
 pub mod graph;
 pub mod info;
 pub mod keyed;
+pub mod lanczos;
 pub mod linalg;
 pub mod maps;
 pub mod massive;
@@ -52,69 +53,21 @@ pub fn analyze(
 ) -> AttentionReport {
     let detected = maps.is_causal();
     let causal = cfg.causal.unwrap_or(detected);
-    let mut notes = Vec::new();
-    if causal && !detected {
-        notes.push(
-            "analyzed as causal as configured, but some weights above the diagonal are nonzero"
-                .to_string(),
-        );
-    }
-    if !causal && detected && maps.seq_len() > 1 {
-        notes.push(
-            "analyzed as bidirectional as configured, but every map is zero above the diagonal"
-                .to_string(),
-        );
-    }
     let layers: Vec<LayerReport> = (0..maps.layers())
         .into_par_iter()
-        .map(|l| analyze_layer(maps, l, causal, detected, cfg))
+        .map(|l| analyze_layer(maps, l, l, causal, detected, cfg))
         .collect();
-    let massive = hidden.map(|h| {
-        if h.len() != maps.layers() + 1 || h.seq_len() != maps.seq_len() {
-            notes.push(format!(
-                "hidden states are [{}, {}, {}], expected [{}, {}, d] for these maps",
-                h.len(),
-                h.seq_len(),
-                h.d_model(),
-                maps.layers() + 1,
-                maps.seq_len()
-            ));
-        }
-        massive::massive_activations(h)
-    });
-    let mut evidence = FrameEvidence {
-        sequences: 1,
-        ..Default::default()
-    };
-    for l in &layers {
-        evidence.add_layer(l.sink.first_token_mass, l.sink.first_token_baseline);
-        for h in &l.heads {
-            evidence.add_head(&h.sink_keys, maps.seq_len(), &cfg.frame);
-        }
-    }
-    let nl = layers.len() as f64;
-    AttentionReport {
-        causal,
-        causal_detected: detected,
-        num_layers: maps.layers(),
-        num_heads: maps.heads(),
-        seq_len: maps.seq_len(),
-        // every layer has H heads, so the mean of the per-layer values is the overall one
-        sink_rate: layers.iter().map(|l| l.sink.sink_rate).sum::<f64>() / nl,
-        first_token_mass: layers.iter().map(|l| l.sink.first_token_mass).sum::<f64>() / nl,
-        layers,
-        massive,
-        frame: frame::classify(evidence, &cfg.frame, cfg.sink_epsilon),
-        notes,
-        per_head_scalars: cfg.per_head_scalars,
-        frame_config: cfg.frame.clone(),
-        sink_epsilon: cfg.sink_epsilon,
-    }
+    assemble(layers, maps.heads(), maps.seq_len(), detected, hidden, cfg)
 }
 
-fn analyze_layer(
+/// The metrics of layer `l` of `maps`, reported as layer `index` (a streaming caller
+/// hands one layer at a time, each as its own [`AttentionMaps`]). `causal`: analyze as a
+/// causal map; `triangular`: the maps are zero above the diagonal, so their eigenvalues
+/// are their diagonal.
+pub fn analyze_layer(
     maps: &AttentionMaps,
     l: usize,
+    index: usize,
     causal: bool,
     triangular: bool,
     cfg: &AnalysisConfig,
@@ -131,27 +84,40 @@ fn analyze_layer(
         cfg.sink_percentile,
         cfg.specialized_mass,
     );
-    let info = info::layer_info(layer, h, t, &sink.sink_positions, sink.sink_concentration);
-    let graph = cfg
-        .graph
-        .then(|| graph::layer_graph(&mean, t, &cfg.graph_thresholds));
-    let topology = cfg
-        .topology
-        .enabled
-        .then(|| topology::layer_topology(&mean, t, &cfg.topology));
-    let spectra = cfg
-        .spectra
-        .then(|| attn_spectra::matrix_spectrum(&mean, t, triangular));
+    let full_max = cfg.spectra_full_max_tokens;
+    // the layer-wide parts and the heads are independent: rayon runs them side by side
+    let ((info, graph), (topology, spectra)) = rayon::join(
+        || {
+            rayon::join(
+                || info::layer_info(layer, h, t, &sink.sink_positions, sink.sink_concentration),
+                || {
+                    cfg.graph
+                        .then(|| graph::layer_graph(&mean, t, &cfg.graph_thresholds))
+                },
+            )
+        },
+        || {
+            rayon::join(
+                || {
+                    cfg.topology
+                        .enabled
+                        .then(|| topology::layer_topology(&mean, t, &cfg.topology))
+                },
+                || {
+                    cfg.spectra
+                        .then(|| attn_spectra::matrix_spectrum(&mean, t, triangular, full_max))
+                },
+            )
+        },
+    );
     let heads = sink
         .heads
         .par_iter()
         .map(|hs| {
             let map = maps.head(l, hs.head);
             let scores = sink::key_scores(map, t, causal);
-            let spectra = (cfg.spectra && cfg.spectra_per_head).then(|| {
-                let a: Vec<f64> = map.iter().map(|&x| f64::from(x)).collect();
-                attn_spectra::matrix_spectrum(&a, t, triangular)
-            });
+            let spectra = (cfg.spectra && cfg.spectra_per_head)
+                .then(|| attn_spectra::matrix_spectrum(map, t, triangular, full_max));
             HeadReport {
                 sink: hs.clone(),
                 sink_keys: frame::head_sink_keys(
@@ -165,7 +131,7 @@ fn analyze_layer(
         })
         .collect();
     LayerReport {
-        layer: l,
+        layer: index,
         betti: topology.as_ref().map(|tp| tp.betti.clone()),
         sink,
         info,
@@ -173,6 +139,87 @@ fn analyze_layer(
         topology,
         spectra,
         heads,
+    }
+}
+
+/// One sequence's report from its layers' reports (in layer order), all of `heads`
+/// heads over `seq_len` tokens. `detected`: every map was zero above the diagonal.
+pub fn assemble(
+    layers: Vec<LayerReport>,
+    heads: usize,
+    seq_len: usize,
+    detected: bool,
+    hidden: Option<&HiddenStates>,
+    cfg: &AnalysisConfig,
+) -> AttentionReport {
+    let causal = cfg.causal.unwrap_or(detected);
+    let mut notes = Vec::new();
+    if causal && !detected {
+        notes.push(
+            "analyzed as causal as configured, but some weights above the diagonal are nonzero"
+                .to_string(),
+        );
+    }
+    if !causal && detected && seq_len > 1 {
+        notes.push(
+            "analyzed as bidirectional as configured, but every map is zero above the diagonal"
+                .to_string(),
+        );
+    }
+    if cfg.spectra && seq_len > cfg.spectra_full_max_tokens {
+        notes.push(format!(
+            "spectra: {seq_len} tokens exceed spectra_full_max_tokens = {}: singular gap and \
+             stable rank by Lanczos on the whole map; singular participation ratio{} on the \
+             first {} tokens (full_spectrum_tokens)",
+            cfg.spectra_full_max_tokens,
+            if detected {
+                ""
+            } else {
+                ", eigenvalue gap, participation ratio and MP divergence"
+            },
+            cfg.spectra_full_max_tokens
+        ));
+    }
+    let massive = hidden.map(|h| {
+        if h.len() != layers.len() + 1 || h.seq_len() != seq_len {
+            notes.push(format!(
+                "hidden states are [{}, {}, {}], expected [{}, {}, d] for these maps",
+                h.len(),
+                h.seq_len(),
+                h.d_model(),
+                layers.len() + 1,
+                seq_len
+            ));
+        }
+        massive::massive_activations(h)
+    });
+    let mut evidence = FrameEvidence {
+        sequences: 1,
+        ..Default::default()
+    };
+    for l in &layers {
+        evidence.add_layer(l.sink.first_token_mass, l.sink.first_token_baseline);
+        for h in &l.heads {
+            evidence.add_head(&h.sink_keys, seq_len, &cfg.frame);
+        }
+    }
+    let nl = layers.len() as f64;
+    AttentionReport {
+        causal,
+        causal_detected: detected,
+        num_layers: layers.len(),
+        num_heads: heads,
+        seq_len,
+        // every layer has H heads, so the mean of the per-layer values is the overall one
+        sink_rate: layers.iter().map(|l| l.sink.sink_rate).sum::<f64>() / nl,
+        first_token_mass: layers.iter().map(|l| l.sink.first_token_mass).sum::<f64>() / nl,
+        layers,
+        massive,
+        frame: frame::classify(evidence, &cfg.frame, cfg.sink_epsilon),
+        notes,
+        per_head_scalars: cfg.per_head_scalars,
+        frame_config: cfg.frame.clone(),
+        sink_epsilon: cfg.sink_epsilon,
     }
 }
 

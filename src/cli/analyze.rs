@@ -14,11 +14,11 @@ use clap::Args;
 use serde::Serialize;
 
 use crate::analysis::report::padded_index;
-use crate::analysis::{table, AnalysisConfig};
+use crate::analysis::{table, AnalysisConfig, AttentionMaps};
 use crate::cli::texts::TextArgs;
 use crate::eval::{
-    capture, evaluate, fisher_trace, lm_batch, weight_matrices, EvalPlan, Evaluation,
-    SequenceCapture, Subject,
+    analyze_streaming, finish, fisher_trace, lm_batch, weight_matrices, EvalPlan, Evaluation,
+    LayerMaps, SequenceCapture, Subject,
 };
 use crate::hooks::{hparams, registry, run_hooks, tags, HookInput, SessionRecords};
 use crate::import::tokenizer::Encoded;
@@ -83,11 +83,6 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     let encoded = args.input.encode(&subject, &texts)?;
     let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
     let inner = subject.model.valid();
-    let mut probe: Vec<SequenceCapture> = Vec::with_capacity(seqs.len());
-    for chunk in seqs.chunks(args.batch.max(1)) {
-        probe.extend(capture(&inner, chunk, subject.pad_id(), true, &device)?);
-    }
-
     let mut plan = EvalPlan {
         analysis: match &args.config {
             Some(p) => {
@@ -127,11 +122,49 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     } else {
         None
     };
-    let evaluation = evaluate(None, &probe, &weights, fisher, &plan)?;
+    // Layer by layer: each layer's maps are analyzed as soon as the forward pass has
+    // them and then dropped. Only the first text's maps are kept: whole for --dump,
+    // and as head means (what the heatmap hook reads) for --out.
+    let mut dumped: Vec<AttentionMaps> = Vec::new();
+    let mut means: Vec<f32> = Vec::new();
+    let streamed = analyze_streaming(
+        &inner,
+        &seqs,
+        subject.pad_id(),
+        args.batch,
+        true,
+        &plan.analysis,
+        &device,
+        &mut |lm: LayerMaps| {
+            if lm.sequence == 0 {
+                if args.dump.is_some() {
+                    dumped.push(lm.maps.clone());
+                }
+                if args.out.is_some() {
+                    means.extend(lm.maps.head_mean(0).iter().map(|&x| x as f32));
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let null_mass: Vec<Option<&[f64]>> = streamed.iter().map(|s| s.null_mass.as_deref()).collect();
+    let reports = streamed.iter().map(|s| s.report.clone()).collect();
+    let evaluation = finish(None, reports, &null_mass, &weights, fisher, &plan)?;
+    let first = &streamed[0];
+    let t = first.tokens.len();
+    let layers = inner.config.n_layers;
 
     print!("{}", render(&subject, &encoded, &evaluation));
 
     if let Some(out) = &args.out {
+        // the heatmap hook reads head means only: one "head" per layer carries them
+        let probe = [SequenceCapture {
+            tokens: first.tokens.clone(),
+            maps: AttentionMaps::new(layers, 1, t, std::mem::take(&mut means))?,
+            hidden: None,
+            final_hidden: None,
+            null_mass: None,
+        }];
         write_out(
             out,
             args,
@@ -144,7 +177,14 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         )?;
     }
     if let Some(path) = &args.dump {
-        dump(path, &encoded[0], &probe[0])?;
+        let seq = SequenceCapture {
+            tokens: first.tokens.clone(),
+            maps: AttentionMaps::stack(dumped)?,
+            hidden: first.hidden.clone(),
+            final_hidden: first.final_hidden.clone(),
+            null_mass: None,
+        };
+        dump(path, &encoded[0], &seq)?;
         println!("dump: {}", path.display());
     }
     Ok(())

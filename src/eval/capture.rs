@@ -46,16 +46,38 @@ fn to_host<const D: usize, B: Backend>(t: Tensor<B, D>) -> Result<Vec<f32>> {
         .map_err(|e| Error::Other(format!("cannot read a tensor back from the device: {e:?}")))
 }
 
-/// Runs `model` on `sequences` (batched; unequal lengths are right-padded and masked)
-/// and returns each sequence's maps cropped to its own length. `pad_id` fills the
-/// padding (its value never reaches a real token: padded keys are masked out).
-pub fn capture<B: Backend>(
+/// One layer's maps of one sequence of a batch, as [`capture_layers`] hands them out.
+#[derive(Debug)]
+pub struct LayerCapture {
+    /// `[1, H, T, T]` maps cropped to the sequence's own length (rows renormalized for a
+    /// quiet softmax).
+    pub maps: AttentionMaps,
+    /// Mean share of attention given to nothing before renormalizing (quiet softmax).
+    pub null_mass: Option<f64>,
+}
+
+/// What [`capture_layers`] returns per sequence besides the maps.
+#[derive(Debug)]
+pub struct SequenceStates {
+    /// `[L + 1, T, d]` residual stream, if captured.
+    pub hidden: Option<HiddenStates>,
+    /// `[T, d]` hidden state after the final norm, if captured.
+    pub final_hidden: Option<Vec<f32>>,
+}
+
+/// Runs `model` on `sequences` as one batch (unequal lengths are right-padded and
+/// masked; `pad_id` fills the padding, its value never reaches a real token) and hands
+/// each layer's maps, per sequence and cropped to its length, to `on_layer` as soon as
+/// the forward pass has computed them; returns the residual streams. An error from
+/// `on_layer` stops the handing out and is returned after the pass.
+pub fn capture_layers<B: Backend>(
     model: &Transformer<B>,
     sequences: &[Vec<u32>],
     pad_id: u32,
     residuals: bool,
     device: &B::Device,
-) -> Result<Vec<SequenceCapture>> {
+    on_layer: &mut dyn FnMut(usize, Vec<LayerCapture>) -> Result<()>,
+) -> Result<Vec<SequenceStates>> {
     let n = sequences.len();
     let t = sequences.iter().map(Vec::len).max().unwrap_or(0);
     if n == 0 || t == 0 {
@@ -74,61 +96,117 @@ pub fn capture<B: Backend>(
         ids: Tensor::from_data(TensorData::new(ids, [n, t]), device),
         padding: padded.then(|| Tensor::from_data(TensorData::new(pad, [n, t]), device)),
     };
-    let out = model.forward(
+    let (h, d) = (cfg.n_heads, cfg.d_model);
+    let quiet = cfg.softmax == SoftmaxKind::Quiet;
+    let mut failure = None;
+    let mut visit = |layer: usize, probs: Tensor<B, 4>| {
+        if failure.is_some() {
+            return;
+        }
+        let result = to_host(probs).and_then(|host| {
+            let mut out = Vec::with_capacity(n);
+            for (b, seq) in sequences.iter().enumerate() {
+                let tb = seq.len();
+                let mut maps = Vec::with_capacity(h * tb * tb);
+                for head in 0..h {
+                    for i in 0..tb {
+                        let row = ((b * h + head) * t + i) * t;
+                        maps.extend_from_slice(&host[row..row + tb]);
+                    }
+                }
+                let null_mass = quiet.then(|| renormalize_rows(&mut maps, 1, h * tb, tb)[0]);
+                out.push(LayerCapture {
+                    maps: AttentionMaps::new(1, h, tb, maps)?,
+                    null_mass,
+                });
+            }
+            drop(host);
+            on_layer(layer, out)
+        });
+        if let Err(e) = result {
+            failure = Some(e);
+        }
+    };
+    let out = model.forward_visit(
         &batch,
         &ForwardOptions {
             attentions: true,
             residuals,
             ablation: None,
         },
+        &mut visit,
     );
-    let (l, h, d) = (cfg.n_layers, cfg.n_heads, cfg.d_model);
-    let layers: Vec<Vec<f32>> = out
-        .attentions
-        .into_iter()
-        .map(to_host)
-        .collect::<Result<_>>()?;
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let states: Vec<Vec<f32>> = out
         .residuals
         .into_iter()
         .map(to_host)
         .collect::<Result<_>>()?;
     let final_hidden = out.final_hidden.map(to_host).transpose()?;
-
-    let mut result = Vec::with_capacity(n);
-    for (b, seq) in sequences.iter().enumerate() {
-        let tb = seq.len();
-        let mut maps = Vec::with_capacity(l * h * tb * tb);
-        for layer in &layers {
-            for head in 0..h {
-                for i in 0..tb {
-                    let row = ((b * h + head) * t + i) * t;
-                    maps.extend_from_slice(&layer[row..row + tb]);
+    sequences
+        .iter()
+        .enumerate()
+        .map(|(b, seq)| {
+            let tb = seq.len();
+            let hidden = if residuals {
+                let mut data = Vec::with_capacity(states.len() * tb * d);
+                for s in &states {
+                    data.extend_from_slice(&s[b * t * d..(b * t + tb) * d]);
                 }
-            }
+                Some(HiddenStates::new(states.len(), tb, d, data)?)
+            } else {
+                None
+            };
+            Ok(SequenceStates {
+                hidden,
+                final_hidden: final_hidden
+                    .as_ref()
+                    .map(|f| f[b * t * d..(b * t + tb) * d].to_vec()),
+            })
+        })
+        .collect()
+}
+
+/// Runs `model` on `sequences` (batched; unequal lengths are right-padded and masked)
+/// and returns each sequence's maps cropped to its own length, every layer at once (see
+/// [`capture_layers`] for one layer at a time). `pad_id` fills the padding (its value
+/// never reaches a real token: padded keys are masked out).
+pub fn capture<B: Backend>(
+    model: &Transformer<B>,
+    sequences: &[Vec<u32>],
+    pad_id: u32,
+    residuals: bool,
+    device: &B::Device,
+) -> Result<Vec<SequenceCapture>> {
+    let mut layers: Vec<Vec<LayerCapture>> = Vec::new();
+    let states = capture_layers(model, sequences, pad_id, residuals, device, &mut |_, l| {
+        layers.push(l);
+        Ok(())
+    })?;
+    let mut per_seq: Vec<Vec<LayerCapture>> = sequences.iter().map(|_| Vec::new()).collect();
+    for layer in layers {
+        for (b, c) in layer.into_iter().enumerate() {
+            per_seq[b].push(c);
         }
-        let null_mass =
-            (cfg.softmax == SoftmaxKind::Quiet).then(|| renormalize_rows(&mut maps, l, h * tb, tb));
-        let hidden = if residuals {
-            let mut data = Vec::with_capacity((l + 1) * tb * d);
-            for s in &states {
-                data.extend_from_slice(&s[b * t * d..(b * t + tb) * d]);
-            }
-            Some(HiddenStates::new(l + 1, tb, d, data)?)
-        } else {
-            None
-        };
-        result.push(SequenceCapture {
-            tokens: seq.clone(),
-            maps: AttentionMaps::new(l, h, tb, maps)?,
-            hidden,
-            final_hidden: final_hidden
-                .as_ref()
-                .map(|f| f[b * t * d..(b * t + tb) * d].to_vec()),
-            null_mass,
-        });
     }
-    Ok(result)
+    let quiet = model.config.softmax == SoftmaxKind::Quiet;
+    sequences
+        .iter()
+        .zip(per_seq)
+        .zip(states)
+        .map(|((seq, layers), st)| {
+            let null_mass = quiet.then(|| layers.iter().filter_map(|c| c.null_mass).collect());
+            Ok(SequenceCapture {
+                tokens: seq.clone(),
+                maps: AttentionMaps::stack(layers.into_iter().map(|c| c.maps).collect())?,
+                hidden: st.hidden,
+                final_hidden: st.final_hidden,
+                null_mass,
+            })
+        })
+        .collect()
 }
 
 /// Scales every row to sum 1; returns the mean missing mass per layer.

@@ -2,15 +2,18 @@
 //! summary (mean ± std per tag and one frame verdict), weight spectra, and the
 //! gradient-based Fisher trace when training supplies it.
 
+use burn::prelude::Backend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::analysis::report::padded_index;
 use crate::analysis::{
-    self, AnalysisConfig, AttentionReport, SpectraConfig, Summary, WeightSpectrum,
+    self, AnalysisConfig, AttentionMaps, AttentionReport, HiddenStates, LayerReport, SpectraConfig,
+    Summary, WeightSpectrum,
 };
-use crate::error::Result;
-use crate::eval::capture::{NamedMatrix, SequenceCapture};
+use crate::error::{Error, Result};
+use crate::eval::capture::{capture_layers, NamedMatrix, SequenceCapture};
+use crate::model::{SoftmaxKind, Transformer};
 
 /// What to compute at an evaluation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -53,6 +56,20 @@ pub fn evaluate(
         .iter()
         .map(|s| analysis::analyze(&s.maps, s.hidden.as_ref(), &plan.analysis))
         .collect();
+    let null_mass: Vec<Option<&[f64]>> = probe.iter().map(|s| s.null_mass.as_deref()).collect();
+    finish(step, reports, &null_mass, weights, fisher, plan)
+}
+
+/// The evaluation of already analyzed sequences: summary, weight spectra, mean null
+/// mass (`null_mass` per sequence, `None` for the standard softmax).
+pub fn finish(
+    step: Option<usize>,
+    reports: Vec<AttentionReport>,
+    null_mass: &[Option<&[f64]>],
+    weights: &[NamedMatrix],
+    fisher: Option<Vec<f64>>,
+    plan: &EvalPlan,
+) -> Result<Evaluation> {
     let summary = analysis::summarize(&reports);
     let spectra = if plan.weights {
         weights
@@ -74,20 +91,17 @@ pub fn evaluate(
     } else {
         Vec::new()
     };
-    let null_mass = probe
-        .first()
-        .and_then(|s| s.null_mass.as_ref())
-        .map(|first| {
-            (0..first.len())
-                .map(|l| {
-                    probe
-                        .iter()
-                        .filter_map(|s| s.null_mass.as_ref().map(|m| m[l]))
-                        .sum::<f64>()
-                        / probe.len() as f64
-                })
-                .collect()
-        });
+    let null_mass = null_mass.first().copied().flatten().map(|first| {
+        (0..first.len())
+            .map(|l| {
+                null_mass
+                    .iter()
+                    .filter_map(|s| s.map(|m| m[l]))
+                    .sum::<f64>()
+                    / null_mass.len() as f64
+            })
+            .collect()
+    });
     Ok(Evaluation {
         step,
         reports,
@@ -95,6 +109,144 @@ pub fn evaluate(
         weights: spectra,
         fisher,
         null_mass,
+    })
+}
+
+/// What a streamed analysis keeps of each probe sequence: its report and everything a
+/// [`SequenceCapture`] holds except the maps.
+#[derive(Debug)]
+pub struct StreamedSequence {
+    /// Token ids.
+    pub tokens: Vec<u32>,
+    /// Every attention metric of the sequence.
+    pub report: AttentionReport,
+    /// `[L + 1, T, d]` residual stream, if captured.
+    pub hidden: Option<HiddenStates>,
+    /// `[T, d]` hidden state after the final norm, if captured.
+    pub final_hidden: Option<Vec<f32>>,
+    /// Per layer, attention a quiet-softmax head gave to nothing (None: standard softmax).
+    pub null_mass: Option<Vec<f64>>,
+}
+
+/// One layer's maps of one probe sequence, as a streamed analysis hands them out.
+pub struct LayerMaps<'a> {
+    /// Index of the sequence in the probe set.
+    pub sequence: usize,
+    /// Layer index.
+    pub layer: usize,
+    /// `[1, H, T, T]` maps of that layer (rows renormalized for a quiet softmax).
+    pub maps: &'a AttentionMaps,
+}
+
+/// Layers whose maps may wait for the analysis while the forward pass goes on: bounds
+/// the memory of maps to about `IN_FLIGHT + 2` layers.
+const IN_FLIGHT: usize = 1;
+
+/// Runs `model` on `sequences` (`batch` at a time) and analyzes each layer's maps as soon
+/// as the forward pass has produced them, on another thread while the forward pass goes
+/// on with the next layers; a layer's maps are dropped once `on_layer` has seen them
+/// (`analyze --dump` writes them out there) and the analysis is done with them, so the
+/// memory of maps is a few layers' instead of the whole model's.
+///
+/// The numbers are those of [`capture`](super::capture) followed by [`evaluate`], except
+/// that causality is detected per layer (a model's layers agree).
+#[allow(clippy::too_many_arguments)]
+pub fn analyze_streaming<B: Backend>(
+    model: &Transformer<B>,
+    sequences: &[Vec<u32>],
+    pad_id: u32,
+    batch: usize,
+    residuals: bool,
+    cfg: &AnalysisConfig,
+    device: &B::Device,
+    on_layer: &mut dyn FnMut(LayerMaps) -> Result<()>,
+) -> Result<Vec<StreamedSequence>> {
+    let layers = model.config.n_layers;
+    let heads = model.config.n_heads;
+    let batch = batch.max(1);
+    type Job = (usize, Vec<(usize, AttentionMaps)>);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
+    std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            let mut done: Vec<Vec<Option<(LayerReport, bool)>>> =
+                (0..sequences.len()).map(|_| vec![None; layers]).collect();
+            for (l, maps) in rx {
+                let reports: Vec<(usize, LayerReport, bool)> = maps
+                    .par_iter()
+                    .map(|(seq, m)| {
+                        let detected = m.is_causal();
+                        let causal = cfg.causal.unwrap_or(detected);
+                        let r = analysis::analyze_layer(m, 0, l, causal, detected, cfg);
+                        (*seq, r, detected)
+                    })
+                    .collect();
+                for (seq, r, detected) in reports {
+                    done[seq][l] = Some((r, detected));
+                }
+            }
+            done
+        });
+        let mut states = Vec::with_capacity(sequences.len());
+        let mut null_mass: Vec<Vec<f64>> = vec![Vec::new(); sequences.len()];
+        for (c, chunk) in sequences.chunks(batch).enumerate() {
+            let first = c * batch;
+            let st = capture_layers(model, chunk, pad_id, residuals, device, &mut |l, caps| {
+                let mut job = Vec::with_capacity(caps.len());
+                for (b, cap) in caps.into_iter().enumerate() {
+                    on_layer(LayerMaps {
+                        sequence: first + b,
+                        layer: l,
+                        maps: &cap.maps,
+                    })?;
+                    null_mass[first + b].extend(cap.null_mass);
+                    job.push((first + b, cap.maps));
+                }
+                tx.send((l, job))
+                    .map_err(|_| Error::Other("the analysis thread stopped".into()))
+            });
+            match st {
+                Ok(st) => states.extend(st),
+                Err(e) => {
+                    drop(tx);
+                    let _ = worker.join();
+                    return Err(e);
+                }
+            }
+        }
+        drop(tx);
+        let done = worker
+            .join()
+            .map_err(|_| Error::Other("the analysis thread panicked".into()))?;
+        let quiet = model.config.softmax == SoftmaxKind::Quiet;
+        sequences
+            .iter()
+            .zip(done)
+            .zip(states)
+            .zip(null_mass)
+            .map(|(((tokens, layers), st), null)| {
+                let (reports, detected): (Vec<LayerReport>, Vec<bool>) = layers
+                    .into_iter()
+                    .map(|x| x.ok_or_else(|| Error::Other("a layer was not analyzed".into())))
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .unzip();
+                let report = analysis::assemble(
+                    reports,
+                    heads,
+                    tokens.len(),
+                    detected.iter().all(|&d| d),
+                    st.hidden.as_ref(),
+                    cfg,
+                );
+                Ok(StreamedSequence {
+                    tokens: tokens.clone(),
+                    report,
+                    hidden: st.hidden,
+                    final_hidden: st.final_hidden,
+                    null_mass: quiet.then_some(null),
+                })
+            })
+            .collect()
     })
 }
 

@@ -10,8 +10,13 @@ pub mod lm;
 pub mod subject;
 
 pub use ablation::{ablate, AblationEffect, AblationReport};
-pub use capture::{capture, weight_matrices, NamedMatrix, SequenceCapture};
-pub use evaluate::{evaluate, EvalPlan, Evaluation};
+pub use capture::{
+    capture, capture_layers, weight_matrices, LayerCapture, NamedMatrix, SequenceCapture,
+    SequenceStates,
+};
+pub use evaluate::{
+    analyze_streaming, evaluate, finish, EvalPlan, Evaluation, LayerMaps, StreamedSequence,
+};
 pub use fisher::fisher_trace;
 pub use lm::lm_batch;
 pub use subject::{Subject, SubjectTokenizer};

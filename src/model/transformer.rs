@@ -225,6 +225,22 @@ impl<B: Backend> Transformer<B> {
 
     /// Runs the model. Hands out attention maps and residuals only when `opts` asks.
     pub fn forward(&self, batch: &Batch<B>, opts: &ForwardOptions) -> ForwardOutput<B> {
+        let mut attentions = Vec::new();
+        let mut out = self.forward_visit(batch, opts, &mut |_, probs| attentions.push(probs));
+        out.attentions = attentions;
+        out
+    }
+
+    /// As [`forward`](Self::forward), but each block's attention probabilities
+    /// (`[B, H, T, T]`, when `opts.attentions`) go to `visit` with the layer index as soon
+    /// as they exist instead of being collected, so a caller can analyze and drop them
+    /// one layer at a time (`ForwardOutput::attentions` stays empty).
+    pub fn forward_visit(
+        &self,
+        batch: &Batch<B>,
+        opts: &ForwardOptions,
+        visit: &mut dyn FnMut(usize, Tensor<B, 4>),
+    ) -> ForwardOutput<B> {
         let device = batch.ids.device();
         let [_, t] = batch.ids.dims();
         let cfg = &self.config;
@@ -262,7 +278,6 @@ impl<B: Backend> Transformer<B> {
         }
         x = self.dropout.forward(x);
 
-        let mut attentions = Vec::new();
         let mut residuals = Vec::new();
         if opts.residuals {
             residuals.push(x.clone());
@@ -279,7 +294,9 @@ impl<B: Backend> Transformer<B> {
             };
             let (out, probs) = block.forward(x, attn_ctx, bias, opts.attentions);
             x = out;
-            attentions.extend(probs);
+            if let Some(p) = probs {
+                visit(layer, p);
+            }
             if opts.residuals {
                 residuals.push(x.clone());
             }
@@ -291,7 +308,7 @@ impl<B: Backend> Transformer<B> {
         let logits = self.head(x);
         ForwardOutput {
             logits,
-            attentions,
+            attentions: Vec::new(),
             residuals,
             final_hidden,
         }

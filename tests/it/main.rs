@@ -10,6 +10,7 @@ mod model;
 mod published;
 mod reliability;
 mod report;
+mod scale;
 mod shards;
 mod tensorboard;
 mod training;
