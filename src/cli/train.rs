@@ -71,7 +71,12 @@ fn train_on<B: AutodiffBackend>(
     Ok(outcome?)
 }
 
-fn run_one(run: &Run, sweep: &[Recipe], out: &Path, args: &TrainArgs) -> anyhow::Result<TrainOutcome> {
+fn run_one(
+    run: &Run,
+    sweep: &[Recipe],
+    out: &Path,
+    args: &TrainArgs,
+) -> anyhow::Result<TrainOutcome> {
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
     let _lock = crate::train::lock::RunLock::acquire(out)?;

@@ -403,7 +403,7 @@ impl Recipe {
         }
         // The model and every size a run will allocate, checked now, so a bad run of a
         // sweep is refused before the first run starts.
-        crate::train::trainer::resolve_model_in(self, source)?;
+        crate::train::trainer::resolve_model_in(self, source, false)?;
         #[cfg(not(feature = "cuda"))]
         if matches!(self.device, DeviceKind::Cuda(_)) {
             return bad(

