@@ -17,6 +17,7 @@ pub mod json;
 pub mod pytorch;
 pub mod resolve;
 pub mod safetensors;
+pub mod sharded;
 pub mod source;
 pub mod spm;
 pub mod tokenizer;

@@ -25,8 +25,7 @@ use burn_store::pytorch::PytorchReader;
 
 use crate::error::Result;
 use crate::import::error::{ImportError, ImportErrorKind};
-use crate::import::safetensors::Index;
-use crate::import::source::TensorSource;
+use crate::import::sharded::{CheckpointFile, Sharded};
 
 /// The single-file checkpoint name `save_pretrained(safe_serialization=False)` writes.
 pub const SINGLE_FILE: &str = "pytorch_model.bin";
@@ -34,7 +33,7 @@ pub const SINGLE_FILE: &str = "pytorch_model.bin";
 pub const INDEX_FILE: &str = "pytorch_model.bin.index.json";
 
 /// One `.bin` file's tensors (lazy: data stays in the zip until read).
-struct Shard {
+pub struct Shard {
     path: PathBuf,
     tensors: HashMap<String, TensorSnapshot>,
 }
@@ -82,124 +81,40 @@ fn is_float(dtype: DType) -> bool {
 }
 
 /// A PyTorch checkpoint: one `.bin` file or the shards an index names.
-pub struct PytorchSource {
-    main: PathBuf,
-    shards: Vec<Shard>,
-    by_name: HashMap<String, usize>,
-}
+pub type PytorchSource = Sharded<Shard>;
 
-impl PytorchSource {
-    /// One `pytorch_model.bin` (or any `torch.save`d state dict).
-    pub fn open_file(path: &Path) -> Result<Self, ImportError> {
-        let shard = Shard::open(path)?;
-        let by_name = shard.tensors.keys().map(|n| (n.clone(), 0)).collect();
-        Ok(Self {
-            main: path.to_path_buf(),
-            shards: vec![shard],
-            by_name,
-        })
+impl CheckpointFile for Shard {
+    fn open(path: &Path) -> Result<Self, ImportError> {
+        Shard::open(path)
     }
 
-    /// The shards an index names; every tensor it lists must be in its shard, and no
-    /// tensor may be in two shards.
-    pub fn open_index(index_path: &Path) -> Result<Self, ImportError> {
-        let (index, files) = Index::read(index_path)?;
-        let shards = files
-            .iter()
-            .map(|f| Shard::open(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut by_name = HashMap::new();
-        for (i, shard) in shards.iter().enumerate() {
-            for name in shard.tensors.keys() {
-                if let Some(j) = by_name.insert(name.clone(), i) {
-                    return Err(ImportErrorKind::Pytorch(format!(
-                        "tensor `{name}` is also in {}",
-                        shards[j].path.display()
-                    ))
-                    .at(&shard.path));
-                }
-            }
-        }
-        let dir = index_path.parent().unwrap_or(Path::new("."));
-        for (name, file) in &index.weight_map {
-            let holder = by_name.get(name).map(|&i| &shards[i]);
-            if holder.is_none_or(|s| s.path != dir.join(file)) {
-                return Err(ImportErrorKind::Pytorch(format!(
-                    "the index puts tensor `{name}` here, but this file does not hold it"
-                ))
-                .at(dir.join(file)));
-            }
-        }
-        Ok(Self {
-            main: index_path.to_path_buf(),
-            shards,
-            by_name,
-        })
+    fn path(&self) -> &Path {
+        &self.path
     }
 
-    fn find(&self, name: &str) -> Option<(&Shard, &TensorSnapshot)> {
-        let shard = &self.shards[*self.by_name.get(name)?];
-        Some((shard, shard.tensors.get(name)?))
+    fn tensor_names(&self) -> Vec<String> {
+        self.tensors.keys().cloned().collect()
     }
 
-    fn missing(&self, name: &str) -> ImportError {
-        ImportErrorKind::NotFound(format!("no tensor `{name}` in the checkpoint")).at(&self.main)
-    }
-}
-
-impl TensorSource for PytorchSource {
-    fn names(&self) -> Vec<String> {
-        self.by_name
-            .keys()
-            .filter(|n| self.find(n).is_some_and(|(_, t)| is_float(t.dtype)))
-            .cloned()
-            .collect()
+    fn dtype(&self, name: &str) -> Option<String> {
+        self.tensors.get(name).map(|t| format!("{:?}", t.dtype))
     }
 
-    fn left_out(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .by_name
-            .keys()
-            .filter_map(|n| {
-                let (_, t) = self.find(n)?;
-                (!is_float(t.dtype)).then(|| format!("{n} ({:?})", t.dtype))
-            })
-            .collect();
-        out.sort();
-        out
+    fn is_float(&self, name: &str) -> bool {
+        self.tensors.get(name).is_some_and(|t| is_float(t.dtype))
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.find(name).map(|(_, t)| t.shape.to_vec())
+        self.tensors.get(name).map(|t| t.shape.to_vec())
     }
 
-    fn origin(&self) -> PathBuf {
-        self.main.clone()
-    }
-
-    fn file_of(&self, name: &str) -> PathBuf {
-        self.find(name)
-            .map_or_else(|| self.main.clone(), |(s, _)| s.path.clone())
-    }
-
-    fn check_readable(&self, name: &str) -> Result<()> {
-        let (shard, t) = self.find(name).ok_or_else(|| self.missing(name))?;
-        if is_float(t.dtype) {
-            Ok(())
-        } else {
-            Err(ImportErrorKind::UnsupportedDtype {
-                tensor: name.to_string(),
-                dtype: format!("{:?}", t.dtype),
-            }
-            .at(&shard.path)
-            .into())
-        }
-    }
-
-    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let (shard, t) = self.find(name).ok_or_else(|| self.missing(name))?;
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, ImportError> {
         let bad =
-            |e: String| ImportErrorKind::Pytorch(format!("tensor `{name}`: {e}")).at(&shard.path);
+            |e: String| ImportErrorKind::Pytorch(format!("tensor `{name}`: {e}")).at(&self.path);
+        let t = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| bad("not in this file".into()))?;
         let data = t.to_data().map_err(|e| bad(format!("{e:?}")))?;
         let expected: usize = t.shape.iter().product();
         let values = data
@@ -211,9 +126,12 @@ impl TensorSource for PytorchSource {
                 "holds {} values for shape {:?}",
                 values.len(),
                 t.shape
-            ))
-            .into());
+            )));
         }
         Ok(values)
+    }
+
+    fn format_error(message: String) -> ImportErrorKind {
+        ImportErrorKind::Pytorch(message)
     }
 }

@@ -20,7 +20,7 @@ use serde::Deserialize;
 use crate::error::Result;
 use crate::import::error::{ImportError, ImportErrorKind};
 use crate::import::json::read_json;
-use crate::import::source::TensorSource;
+use crate::import::sharded::{CheckpointFile, Sharded};
 
 /// The single-file checkpoint name `save_pretrained` writes.
 pub const SINGLE_FILE: &str = "model.safetensors";
@@ -28,7 +28,7 @@ pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// One memory-mapped safetensors file with its parsed header.
-struct Shard {
+pub struct Shard {
     path: PathBuf,
     map: Mmap,
     /// Absolute offset of the data section (8 + header length).
@@ -164,124 +164,42 @@ impl Index {
 }
 
 /// A safetensors checkpoint: one file, or the shards an index names.
-pub struct SafetensorsSource {
-    /// The single file or the index, for errors about the checkpoint as a whole.
-    main: PathBuf,
-    shards: Vec<Shard>,
-    by_name: HashMap<String, usize>,
-}
+pub type SafetensorsSource = Sharded<Shard>;
 
-impl SafetensorsSource {
-    /// One safetensors file.
-    pub fn open_file(path: &Path) -> Result<Self, ImportError> {
-        let shard = Shard::open(path)?;
-        let by_name = shard.tensors.keys().map(|n| (n.clone(), 0)).collect();
-        Ok(Self {
-            main: path.to_path_buf(),
-            shards: vec![shard],
-            by_name,
-        })
+impl CheckpointFile for Shard {
+    fn open(path: &Path) -> Result<Self, ImportError> {
+        Shard::open(path)
     }
 
-    /// The shards named by an index file; every tensor the index lists must be in its
-    /// shard, and no tensor may appear in two shards.
-    pub fn open_index(index_path: &Path) -> Result<Self, ImportError> {
-        let (index, files) = Index::read(index_path)?;
-        let dir = index_path.parent().unwrap_or(Path::new("."));
-        let shards = files
-            .iter()
-            .map(|f| Shard::open(f))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut by_name = HashMap::new();
-        for (i, shard) in shards.iter().enumerate() {
-            for name in shard.tensors.keys() {
-                if let Some(j) = by_name.insert(name.clone(), i) {
-                    return Err(ImportErrorKind::Safetensors(format!(
-                        "tensor `{name}` is also in {}",
-                        shards[j].path.display()
-                    ))
-                    .at(&shard.path));
-                }
-            }
-        }
-        for (name, file) in &index.weight_map {
-            let holder = by_name.get(name).map(|&i| &shards[i]);
-            if holder.is_none_or(|s| s.path != dir.join(file)) {
-                return Err(ImportErrorKind::Safetensors(format!(
-                    "the index puts tensor `{name}` here, but this file does not hold it"
-                ))
-                .at(dir.join(file)));
-            }
-        }
-        Ok(Self {
-            main: index_path.to_path_buf(),
-            shards,
-            by_name,
-        })
+    fn path(&self) -> &Path {
+        &self.path
     }
 
-    fn find(&self, name: &str) -> Option<(&Shard, &TensorInfo)> {
-        let shard = &self.shards[*self.by_name.get(name)?];
-        Some((shard, shard.tensors.get(name)?))
+    fn tensor_names(&self) -> Vec<String> {
+        self.tensors.keys().cloned().collect()
     }
 
-    fn missing(&self, name: &str) -> ImportError {
-        ImportErrorKind::NotFound(format!("no tensor `{name}` in the checkpoint")).at(&self.main)
-    }
-}
-
-impl TensorSource for SafetensorsSource {
-    fn names(&self) -> Vec<String> {
-        self.by_name
-            .keys()
-            .filter(|n| self.find(n).is_some_and(|(_, i)| convertible(i.dtype)))
-            .cloned()
-            .collect()
+    fn dtype(&self, name: &str) -> Option<String> {
+        self.tensors.get(name).map(|i| format!("{:?}", i.dtype))
     }
 
-    fn left_out(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .by_name
-            .keys()
-            .filter_map(|n| {
-                let (_, info) = self.find(n)?;
-                (!convertible(info.dtype)).then(|| format!("{n} ({:?})", info.dtype))
-            })
-            .collect();
-        out.sort();
-        out
+    fn is_float(&self, name: &str) -> bool {
+        self.tensors.get(name).is_some_and(|i| convertible(i.dtype))
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.find(name).map(|(_, info)| info.shape.clone())
+        self.tensors.get(name).map(|i| i.shape.clone())
     }
 
-    fn origin(&self) -> PathBuf {
-        self.main.clone()
+    fn read_f32(&self, name: &str) -> Result<Vec<f32>, ImportError> {
+        let info = self.tensors.get(name).ok_or_else(|| {
+            ImportErrorKind::NotFound(format!("no tensor `{name}`")).at(&self.path)
+        })?;
+        Shard::read_f32(self, name, info)
     }
 
-    fn file_of(&self, name: &str) -> PathBuf {
-        self.find(name)
-            .map_or_else(|| self.main.clone(), |(s, _)| s.path.clone())
-    }
-
-    fn check_readable(&self, name: &str) -> Result<()> {
-        let (shard, info) = self.find(name).ok_or_else(|| self.missing(name))?;
-        if convertible(info.dtype) {
-            Ok(())
-        } else {
-            Err(ImportErrorKind::UnsupportedDtype {
-                tensor: name.to_string(),
-                dtype: format!("{:?}", info.dtype),
-            }
-            .at(&shard.path)
-            .into())
-        }
-    }
-
-    fn read_f32(&self, name: &str) -> Result<Vec<f32>> {
-        let (shard, info) = self.find(name).ok_or_else(|| self.missing(name))?;
-        Ok(shard.read_f32(name, info)?)
+    fn format_error(message: String) -> ImportErrorKind {
+        ImportErrorKind::Safetensors(message)
     }
 }
 
