@@ -10,19 +10,9 @@ use burn::backend::Flex;
 use sinkscope::import::load;
 use sinkscope::model::{LayerSpec, PositionKind, QkNorm};
 
-use crate::import::{check_against, check_fixture, fixture};
+use crate::import::{check_against, fidelity, fixture};
 
 type B = Flex;
-
-macro_rules! fidelity {
-    ($($test:ident => $name:literal),* $(,)?) => {$(
-        #[test]
-        fn $test() {
-            let path = fixture(concat!("hf/", $name));
-            check_fixture(path.to_str().unwrap(), $name);
-        }
-    )*};
-}
 
 fidelity! {
     qwen3_matches_transformers => "qwen3",

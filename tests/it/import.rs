@@ -32,14 +32,15 @@ pub(crate) fn fixture(rel: &str) -> PathBuf {
 }
 
 /// A stored tensor as f32 (i64 ids converted) with its shape.
-struct Stored {
-    values: Vec<f32>,
-    shape: Vec<usize>,
+pub(crate) struct Stored {
+    pub(crate) values: Vec<f32>,
+    pub(crate) shape: Vec<usize>,
 }
 
-/// Every tensor and the metadata of an `expected.safetensors`.
-fn read_expected(path: &Path) -> (HashMap<String, Stored>, HashMap<String, String>) {
-    let bytes = fs::read(path).unwrap();
+/// Every tensor and the metadata of a reference file written by transformers
+/// (`expected.safetensors` and the like).
+pub(crate) fn read_expected(path: &Path) -> (HashMap<String, Stored>, HashMap<String, String>) {
+    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     let tensors = file
@@ -66,7 +67,7 @@ fn read_expected(path: &Path) -> (HashMap<String, Stored>, HashMap<String, Strin
     (tensors, meta.metadata().clone().unwrap_or_default())
 }
 
-fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
+pub(crate) fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
     assert_eq!(got.len(), want.len(), "{what}: sizes differ");
     got.iter()
         .zip(want)
@@ -74,7 +75,7 @@ fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
         .fold(0.0, f32::max)
 }
 
-fn host<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+pub(crate) fn host<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().to_vec::<f32>().unwrap()
 }
 
@@ -200,15 +201,17 @@ pub(crate) fn check_against(model: &str, expected: &Path, name: &str) -> Diffs {
     d
 }
 
+/// One test per fixture folder under `hf/`: sinkscope against transformers' outputs.
 macro_rules! fidelity {
     ($($test:ident => $name:literal),* $(,)?) => {$(
         #[test]
         fn $test() {
-            let path = fixture(concat!("hf/", $name));
-            check_fixture(path.to_str().unwrap(), $name);
+            let path = $crate::import::fixture(concat!("hf/", $name));
+            $crate::import::check_fixture(path.to_str().unwrap(), $name);
         }
     )*};
 }
+pub(crate) use fidelity;
 
 fidelity! {
     bert_matches_transformers => "bert",

@@ -6,19 +6,19 @@
 //! fetches (all-MiniLM-L6-v2, SmolLM2-135M-Instruct Q4_1 GGUF) against reference
 //! attentions and hidden states computed once by transformers (tests/fixtures/real).
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use safetensors::{Dtype, SafeTensors};
+use safetensors::SafeTensors;
 use sinkscope::eval::{ablate, lm_batch};
 use sinkscope::import::{self, load, Imported};
 use sinkscope::model::{Batch, ForwardOptions};
 
 use crate::common::root;
+use crate::import::{host, max_abs_diff, read_expected};
 
 type B = Flex;
 
@@ -27,49 +27,6 @@ const TOLERANCE: f32 = 1e-4;
 
 fn published(name: &str) -> PathBuf {
     root().join("tests/fixtures/published").join(name)
-}
-
-/// Every tensor of a reference file as f32 (i64 ids converted), with its shape, and the
-/// metadata.
-type Stored = HashMap<String, (Vec<f32>, Vec<usize>)>;
-
-fn read_reference(path: &Path) -> (Stored, HashMap<String, String>) {
-    let bytes = fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
-    let file = SafeTensors::deserialize(&bytes).unwrap();
-    let tensors = file
-        .tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            let values: Vec<f32> = match view.dtype() {
-                Dtype::F32 => view
-                    .data()
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
-                    .collect(),
-                Dtype::I64 => view
-                    .data()
-                    .chunks_exact(8)
-                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
-                    .collect(),
-                other => panic!("{name}: unexpected dtype {other:?}"),
-            };
-            (name, (values, view.shape().to_vec()))
-        })
-        .collect();
-    (tensors, meta.metadata().clone().unwrap_or_default())
-}
-
-fn max_abs_diff(what: &str, got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "{what}: sizes differ");
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0.0, f32::max)
-}
-
-fn host<const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
-    t.into_data().to_vec::<f32>().unwrap()
 }
 
 /// Largest deviations from the reference: attentions, hidden states, logits.
@@ -88,10 +45,10 @@ struct Deviation {
 /// with the final hidden state (after the final norm where the model has one, the last
 /// block's output otherwise), as transformers defines it.
 fn compare(m: &Imported<B>, reference: &Path) -> Deviation {
-    let (want, meta) = read_reference(reference);
+    let (want, meta) = read_expected(reference);
     let text = &meta["text"];
     let enc = m.encode(text).unwrap();
-    let want_ids: Vec<u32> = want["input_ids"].0.iter().map(|&v| v as u32).collect();
+    let want_ids: Vec<u32> = want["input_ids"].values.iter().map(|&v| v as u32).collect();
     assert_eq!(enc.ids, want_ids, "token ids of {text:?}");
     let t = enc.ids.len();
     let ids: Vec<i64> = enc.ids.iter().map(|&i| i64::from(i)).collect();
@@ -114,7 +71,7 @@ fn compare(m: &Imported<B>, reference: &Path) -> Deviation {
             .unwrap_or_else(|| (0..n).collect())
     };
     let mut d = Deviation::default();
-    let (att, att_shape) = &want["attentions"];
+    let (att, att_shape) = (&want["attentions"].values, &want["attentions"].shape);
     let per = att_shape[1..].iter().product::<usize>();
     let attentions: Vec<Vec<f32>> = out.attentions.into_iter().map(host).collect();
     for (k, layer) in list("layers", l).into_iter().enumerate() {
@@ -123,7 +80,7 @@ fn compare(m: &Imported<B>, reference: &Path) -> Deviation {
             .attentions
             .max(max_abs_diff("attentions", &attentions[layer], w));
     }
-    let (hs, hs_shape) = &want["hidden_states"];
+    let (hs, hs_shape) = (&want["hidden_states"].values, &want["hidden_states"].shape);
     let per = hs_shape[1] * hs_shape[2];
     let residuals: Vec<Vec<f32>> = out.residuals.into_iter().map(host).collect();
     let last = host(out.final_hidden.unwrap());
@@ -136,14 +93,13 @@ fn compare(m: &Imported<B>, reference: &Path) -> Deviation {
         d.hidden_relative = d.hidden_relative.max(diff / scale.max(f32::MIN_POSITIVE));
     }
     let all = host(out.logits);
-    if let Some((logits, _)) = want.get("logits") {
-        d.logits = max_abs_diff("logits", &all, logits);
+    if let Some(logits) = want.get("logits") {
+        d.logits = max_abs_diff("logits", &all, &logits.values);
     }
-    if let (Some((ids, _)), Some((values, _))) = (want.get("top_logit_ids"), want.get("top_logits"))
-    {
+    if let (Some(ids), Some(values)) = (want.get("top_logit_ids"), want.get("top_logits")) {
         let v = all.len() / t;
         let last_row = &all[(t - 1) * v..];
-        for (&id, &value) in ids.iter().zip(values) {
+        for (&id, &value) in ids.values.iter().zip(&values.values) {
             d.logits = d.logits.max((last_row[id as usize] - value).abs());
         }
     }
