@@ -168,7 +168,8 @@ impl TrainingTokenizer {
     pub fn open(path: &Path) -> Result<Self> {
         let raw = std::fs::read(path)
             .map_err(|e| Error::file(path, format!("cannot read tokenizer: {e}")))?;
-        let inner = tokenizers::Tokenizer::from_bytes(&raw)
+        let inner = crate::error::contain(|| tokenizers::Tokenizer::from_bytes(&raw))
+            .map_err(|why| Error::file(path, format!("not a tokenizer.json file: {why}")))?
             .map_err(|e| Error::file(path, format!("not a tokenizer.json file: {e}")))?;
         if inner.get_vocab_size(true) == 0 {
             return Err(Error::file(path, "the tokenizer has an empty vocabulary"));
@@ -183,18 +184,12 @@ impl TrainingTokenizer {
     /// Token ids of `text`, without the post-processor's special tokens (documents
     /// are joined with the separator instead).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        // The tokenizers crate panics on some files it accepts (a post-processor naming
-        // a token missing from the vocabulary); a panic here must become an error.
-        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.inner.encode(text, false)
-        }));
-        match out {
+        // The tokenizers crate panics on some files it accepts; such a panic must
+        // become an error naming the file (error::contain, shared with the importer).
+        match crate::error::contain(|| self.inner.encode(text, false)) {
             Ok(Ok(enc)) => Ok(enc.get_ids().to_vec()),
             Ok(Err(e)) => Err(Error::file(&self.path, format!("cannot tokenize: {e}"))),
-            Err(_) => Err(Error::file(
-                &self.path,
-                "the tokenizers crate failed on this file (it panicked while encoding)",
-            )),
+            Err(why) => Err(Error::file(&self.path, format!("cannot tokenize: {why}"))),
         }
     }
 
