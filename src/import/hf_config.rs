@@ -168,6 +168,10 @@ pub struct HfConfig {
     pub qk_layernorm: Option<bool>,
     /// BERT: `absolute` (relative variants are not supported).
     pub position_embedding_type: Option<String>,
+    /// The text decoder's own config inside a multimodal wrapper (Gemma 3's
+    /// `Gemma3ForConditionalGeneration`): that decoder is what sinkscope analyzes
+    /// ([`crate::import::multimodal`]).
+    pub text_config: Option<Box<HfConfig>>,
 }
 
 /// `rope_parameters`: one dict (most families) or one per layer type (Gemma 3 and

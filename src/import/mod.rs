@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod gguf_model;
 pub mod hf_config;
 pub mod json;
+pub mod multimodal;
 pub mod pytorch;
 pub mod resolve;
 pub mod safetensors;
@@ -106,12 +107,10 @@ pub fn load_from<B: Backend>(location: &ModelLocation, device: &B::Device) -> Re
     }
 }
 
-/// The family covering config.json's `model_type`.
-fn family_of(path: &Path, hf: &HfConfig) -> Result<&'static families::Family> {
+/// The family covering config.json's `model_type`; `field` is where the config keeps it.
+fn family_of(path: &Path, hf: &HfConfig, field: &str) -> Result<&'static families::Family> {
     let Some(model_type) = hf.model_type.as_deref() else {
-        return Err(
-            HfConfig::error_at(path, hf_config::field_error("model_type", "missing")).into(),
-        );
+        return Err(HfConfig::error_at(path, hf_config::field_error(field, "missing")).into());
     };
     families::by_model_type(model_type).ok_or_else(|| {
         ImportErrorKind::UnknownModelType {
@@ -123,19 +122,43 @@ fn family_of(path: &Path, hf: &HfConfig) -> Result<&'static families::Family> {
     })
 }
 
+/// What config.json of a Hugging Face folder says.
+struct FolderConfig {
+    /// The config of the model analyzed: the text decoder's for a multimodal wrapper.
+    hf: HfConfig,
+    family: &'static families::Family,
+    /// The validated sinkscope config.
+    cfg: ModelConfig,
+    /// The wrapper's `model_type` when the decoder sits inside a multimodal model.
+    wrapper: Option<String>,
+}
+
 /// config.json of `dir`, its family, and the validated sinkscope config it resolves to.
-fn read_hf_config(dir: &Path) -> Result<(HfConfig, &'static families::Family, ModelConfig)> {
+/// A multimodal wrapper's decoder is read from `text_config` ([`multimodal`]), and
+/// errors in it name the nested field.
+fn read_hf_config(dir: &Path) -> Result<FolderConfig> {
     let path = dir.join("config.json");
-    let hf = HfConfig::read(&path)?;
-    let family = family_of(&path, &hf)?;
-    let cfg = (family.config)(&hf).map_err(|e| HfConfig::error_at(&path, e))?;
+    let outer = HfConfig::read(&path)?;
+    let (hf, wrapper, nested) = match multimodal::text_decoder_config(&outer) {
+        Some(text) => (text, outer.model_type, "text_config."),
+        None => (outer, None, ""),
+    };
+    let family = family_of(&path, &hf, &format!("{nested}model_type"))?;
+    let cfg = (family.config)(&hf).map_err(|(field, message)| {
+        HfConfig::error_at(&path, (format!("{nested}{field}"), message))
+    })?;
     cfg.validate(&path.display().to_string())?;
-    Ok((hf, family, cfg))
+    Ok(FolderConfig {
+        hf,
+        family,
+        cfg,
+        wrapper,
+    })
 }
 
 /// The sinkscope config of a Hugging Face folder, without reading weights.
 pub fn hf_model_config(dir: &Path) -> Result<ModelConfig> {
-    Ok(read_hf_config(dir)?.2)
+    Ok(read_hf_config(dir)?.cfg)
 }
 
 /// The weights of `source` in a transformer for `cfg` through `table`, with the head
@@ -176,16 +199,35 @@ fn load_checked<B: Backend>(
 
 /// Loads a Hugging Face model folder.
 pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Imported<B>> {
-    let (hf, family, cfg) = read_hf_config(dir)?;
+    let FolderConfig {
+        hf,
+        family,
+        cfg,
+        wrapper,
+    } = read_hf_config(dir)?;
     let table = (family.table)(&hf);
     let tokenizer = TextTokenizer::from_hf_folder(dir, hf.bos_id())?;
-    let source: Rc<dyn TensorSource> = Rc::from(source::open_folder(dir)?);
+    let stored = source::open_folder(dir)?;
+    let text_name = hf.model_type.unwrap_or_default();
+    let (source, name): (Rc<dyn TensorSource>, String) = match wrapper {
+        None => (Rc::from(stored), text_name),
+        Some(wrapper) => {
+            let text = multimodal::TextDecoderSource::new(stored);
+            tracing::info!(
+                "{}: a multimodal {wrapper} checkpoint; its text decoder ({text_name}) is \
+                 analyzed, the other {} tensors (vision tower, projector) are left out",
+                dir.display(),
+                text.others()
+            );
+            (Rc::new(text), format!("{wrapper} ({text_name})"))
+        }
+    };
     let (model, config, head) = load_checked(cfg, table, source, family.name, device)?;
     Ok(Imported {
         model,
         config,
         tokenizer,
-        family: hf.model_type.unwrap_or_default(),
+        family: name,
         source: dir.to_path_buf(),
         head,
     })

@@ -1,5 +1,5 @@
 //! The modern families (issue 14 §2) against transformers: tiny random Qwen3, Gemma 2,
-//! Gemma 3 (text), SmolLM3, OLMo 2, Phi-3 and ModernBERT models (tests/fixtures/hf, see
+//! Gemma 3 (text, and the text decoder of the multimodal model), SmolLM3, OLMo 2, Phi-3 and ModernBERT models (tests/fixtures/hf, see
 //! its README) must reproduce transformers' eager float32 attentions (masks included),
 //! hidden states and logits within 1e-4; their per-layer settings must be read as the
 //! configs say; broken per-layer configs must be one-line errors naming the file.
@@ -18,6 +18,7 @@ fidelity! {
     qwen3_matches_transformers => "qwen3",
     gemma2_matches_transformers => "gemma2",
     gemma3_text_matches_transformers => "gemma3-text",
+    gemma3_multimodal_text_decoder_matches_transformers => "gemma3-multimodal",
     smollm3_matches_transformers => "smollm3",
     olmo2_matches_transformers => "olmo2",
     phi3_matches_transformers => "phi3",
@@ -144,6 +145,17 @@ fn broken_per_layer_configs_are_named() {
             "modernbert",
             Box::new(|c| c["classifier_activation"] = serde_json::json!("silu")),
             "classifier_activation",
+        ),
+        // a multimodal wrapper's decoder: the nested field is named as nested
+        (
+            "gemma3-multimodal",
+            Box::new(|c| c["text_config"]["layer_types"] = serde_json::json!(["full_attention"])),
+            "text_config.layer_types",
+        ),
+        (
+            "gemma3-multimodal",
+            Box::new(|c| c["text_config"]["model_type"] = serde_json::json!("siglip")),
+            "siglip",
         ),
     ];
     for (name, edit, needle) in cases {
