@@ -15,6 +15,11 @@ pub const DEFAULT_GRAPH_THRESHOLDS: [f64; 7] = [0.001, 0.005, 0.01, 0.02, 0.05, 
 /// Default of [`AnalysisConfig::spectra_full_max_tokens`].
 pub const DEFAULT_SPECTRA_FULL_MAX_TOKENS: usize = 256;
 
+/// Default of [`TopologyConfig::max_tokens`]: Rips persistence in dimension 1 grows with
+/// the cube of the tokens (1 s a layer at 1,024 tokens, 8 at 2,048), so longer maps are
+/// downsampled to this many evenly spaced tokens, with a note. The paper used 30.
+pub const DEFAULT_TOPOLOGY_MAX_TOKENS: usize = 512;
+
 /// Parameters of [`analyze`](super::analyze).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -79,7 +84,9 @@ pub struct TopologyConfig {
     /// Highest homology dimension (1 by default, at most 4; 2 is already costly).
     pub maxdim: usize,
     /// Downsample to at most this many tokens by evenly spaced indices (the paper used
-    /// 30); `None` keeps every token.
+    /// 30; default [`DEFAULT_TOPOLOGY_MAX_TOKENS`]); `None` (`max_tokens = "all"` in
+    /// TOML) keeps every token.
+    #[serde(with = "tokens_or_all")]
     pub max_tokens: Option<usize>,
     /// Radii r at which the Betti numbers β_k(r) are reported.
     pub radii: Vec<f64>,
@@ -95,7 +102,7 @@ impl Default for TopologyConfig {
             enabled: true,
             mode: TopologyMode::Symmetric,
             maxdim: 1,
-            max_tokens: None,
+            max_tokens: Some(DEFAULT_TOPOLOGY_MAX_TOKENS),
             radii: vec![0.5, 0.9],
             threshold: None,
             keep_diagrams: false,
@@ -249,6 +256,37 @@ impl FrameConfig {
     }
 }
 
+/// A token count or `"all"` (no limit), for settings whose default is a limit: TOML
+/// has no null, so "no limit" needs a word.
+mod tokens_or_all {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// `None` as `"all"`, a count as itself.
+    pub fn serialize<S: Serializer>(v: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(n) => s.serialize_u64(*n as u64),
+            None => s.serialize_str("all"),
+        }
+    }
+
+    /// A non-negative integer or the string `"all"`.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Count(usize),
+            Word(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Count(n) => Ok(Some(n)),
+            Raw::Word(w) if w == "all" => Ok(None),
+            Raw::Word(w) => Err(serde::de::Error::custom(format!(
+                "expected a token count or \"all\", found {w:?}"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +313,15 @@ mod tests {
         assert_eq!(c.causal, Some(true));
         assert_eq!(c.topology.mode, TopologyMode::Paper);
         assert_eq!(c.topology.max_tokens, Some(30));
+        // the default is a limit; "all" lifts it, any other word is an error naming it
+        assert_eq!(
+            AnalysisConfig::default().topology.max_tokens,
+            Some(DEFAULT_TOPOLOGY_MAX_TOKENS)
+        );
+        let all = AnalysisConfig::from_toml("[topology]\nmax_tokens = \"all\"\n").unwrap();
+        assert_eq!(all.topology.max_tokens, None);
+        let e = AnalysisConfig::from_toml("[topology]\nmax_tokens = \"every\"\n").unwrap_err();
+        assert!(e.to_string().contains("\"every\""), "{e}");
         assert_eq!(c.topology.maxdim, 1);
         let err = AnalysisConfig::from_toml("sink_epsilom = 0.3")
             .unwrap_err()

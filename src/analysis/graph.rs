@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::keyed::{threshold_key, Keyed};
 use super::lanczos::{self, End};
 use super::linalg::symmetric_eigenvalues;
+use super::shift_invert::ShiftedInverse;
 use super::stats::gini;
 
 /// Graph metrics of one layer, keyed by threshold (`"0.001"`, …) and, for the spectral
@@ -60,10 +61,10 @@ pub fn centralization(degrees: &[usize]) -> Option<f64> {
 }
 
 /// Below this many tokens the Fiedler values come from a dense decomposition (faster
-/// there, and exact); from it on, from [`lanczos`](super::lanczos).
+/// there, and exact); from it on, from shift-invert [`lanczos`](super::lanczos).
 pub const ITERATIVE_FROM: usize = 192;
 
-/// Products with the Laplacian one Fiedler computation may spend before it falls back to
+/// Products with (L + σI)⁻¹ one Fiedler computation may spend before it falls back to
 /// the dense solver (well beyond what attention graphs need, see `benches/analyze.rs`).
 const MAX_PRODUCTS: usize = 4000;
 
@@ -132,6 +133,12 @@ impl Adjacency {
 
     /// Connected components (an edge wherever w_ij > 0), by union-find.
     pub fn components(&self) -> usize {
+        self.component_labels().1
+    }
+
+    /// Each token's component (a representative token's index) and the number of
+    /// components, by union-find.
+    fn component_labels(&self) -> (Vec<usize>, usize) {
         let mut parent: Vec<usize> = (0..self.t).collect();
         fn root(parent: &mut [usize], mut i: usize) -> usize {
             while parent[i] != i {
@@ -152,7 +159,25 @@ impl Adjacency {
                 }
             }
         }
-        count
+        let labels = (0..self.t).map(|i| root(&mut parent, i)).collect();
+        (labels, count)
+    }
+
+    /// The Laplacian's null space: one unit vector per component, constant on it.
+    fn null_space(&self) -> Vec<Vec<f64>> {
+        let (labels, _) = self.component_labels();
+        let mut reps: Vec<usize> = labels.clone();
+        reps.sort_unstable();
+        reps.dedup();
+        reps.iter()
+            .map(|&r| {
+                let size = labels.iter().filter(|&&l| l == r).count() as f64;
+                labels
+                    .iter()
+                    .map(|&l| if l == r { 1.0 / size.sqrt() } else { 0.0 })
+                    .collect()
+            })
+            .collect()
     }
 
     /// The dense Laplacian L = diag(Σ_{j≠i} w_ij) − W.
@@ -178,9 +203,10 @@ pub fn laplacian_fiedler(w: &[f64], t: usize) -> (Option<f64>, Option<f64>) {
 /// (λ₂, λ₃ − λ₂) of the Laplacian of W; `None` where the eigenvalue does not exist
 /// (T < 2, T < 3) or the decomposition failed.
 ///
-/// From [`ITERATIVE_FROM`] tokens on, λ₂ and λ₃ are the two smallest eigenvalues of L on
-/// the complement of the constant vector (L's eigenvector of 0) by Lanczos, exact to
-/// 1e-10 · ‖L‖; below, or if Lanczos does not converge, a dense decomposition.
+/// From [`ITERATIVE_FROM`] tokens on, by shift-invert Lanczos
+/// ([`ShiftedInverse`]): the largest eigenvalues μ of (L + σI)⁻¹ on the complement of
+/// L's null space (one constant vector per component, known exactly from the
+/// components), λ = 1/μ − σ. Below, or if that fails, a dense decomposition.
 pub fn adjacency_fiedler(adj: &Adjacency) -> (Option<f64>, Option<f64>) {
     let t = adj.t;
     if t < 2 {
@@ -193,18 +219,10 @@ pub fn adjacency_fiedler(adj: &Adjacency) -> (Option<f64>, Option<f64>) {
         return (Some(0.0), Some(0.0));
     }
     let iterative = (t >= ITERATIVE_FROM)
-        .then(|| {
-            let deg = adj.degrees();
-            let ones = vec![1.0 / (t as f64).sqrt(); t];
-            lanczos::extreme_eigenvalues(t, 2, End::Smallest, &[ones], MAX_PRODUCTS, |x, y| {
-                for (i, yi) in y.iter_mut().enumerate() {
-                    *yi = deg[i] * x[i] - adj.row(i).map(|(j, w)| w * x[j]).sum::<f64>();
-                }
-            })
-        })
+        .then(|| shift_invert_fiedler(adj))
         .flatten();
     let (l2, l3) = match iterative {
-        Some(v) => (v[0], v.get(1).copied()),
+        Some(v) => v,
         None => {
             let Some(eig) = symmetric_eigenvalues(adj.dense_laplacian().as_ref(), Par::Seq) else {
                 return (None, None);
@@ -215,6 +233,23 @@ pub fn adjacency_fiedler(adj: &Adjacency) -> (Option<f64>, Option<f64>) {
     // L is positive semi-definite: a λ₂ of −1e−17 is rounding, report it as 0
     let l2 = l2.max(0.0);
     (Some(l2), l3.map(|l3| (l3 - l2).max(0.0)))
+}
+
+/// (λ₂, λ₃) of a graph with one or two components (T ≥ 3) by shift-invert Lanczos;
+/// `None` if the factorization or Lanczos fails.
+fn shift_invert_fiedler(adj: &Adjacency) -> Option<(f64, Option<f64>)> {
+    let t = adj.t;
+    let inverse = ShiftedInverse::new(t, &adj.degrees(), |i| adj.row(i))?;
+    let null = adj.null_space();
+    // with two components λ₂ = 0 exactly and λ₃ is the smallest nonzero eigenvalue
+    let zeros = null.len() - 1;
+    let mu =
+        lanczos::extreme_eigenvalues(t, 2 - zeros, End::Largest, &null, MAX_PRODUCTS, |x, y| {
+            inverse.apply(x, y)
+        })?;
+    let mut lambda: Vec<f64> = vec![0.0; zeros];
+    lambda.extend(mu.iter().map(|m| 1.0 / m - inverse.sigma));
+    Some((lambda[0], lambda.get(1).copied()))
 }
 
 /// All graph metrics of one layer from its head mean Ā.
@@ -366,6 +401,10 @@ pub(crate) mod tests {
                     continue;
                 }
                 checked += 1;
+                assert!(
+                    shift_invert_fiedler(adj).is_some(),
+                    "t {t}: the iterative path fell back to the dense one"
+                );
                 let (want2, want_gap) = (eig[1].max(0.0), (eig[2] - eig[1].max(0.0)).max(0.0));
                 let tol = 1e-8 * norm;
                 assert!(
@@ -382,6 +421,28 @@ pub(crate) mod tests {
             checked >= 8,
             "only {checked} graphs reached the iterative path"
         );
+    }
+
+    #[test]
+    fn two_components_give_a_zero_fiedler_value_and_the_next_one_iteratively() {
+        // the weighted graph of an attention-like map with token 7 cut off: λ₂ = 0 exactly,
+        // λ₃ the smallest nonzero eigenvalue of the rest
+        let t = ITERATIVE_FROM + 8;
+        let mean = attention_like(t, 9);
+        let adj = Adjacency::from_fn(t, |i, j| {
+            if i == 7 || j == 7 {
+                0.0
+            } else {
+                0.5 * (mean[i * t + j] + mean[j * t + i])
+            }
+        });
+        assert_eq!(adj.components(), 2);
+        let (l2, l3) = shift_invert_fiedler(&adj).unwrap();
+        let eig = symmetric_eigenvalues(adj.dense_laplacian().as_ref(), Par::Seq).unwrap();
+        assert_eq!(l2, 0.0);
+        let l3 = l3.unwrap();
+        assert!((l3 - eig[2]).abs() <= 1e-9 * eig[2], "{l3} vs {}", eig[2]);
+        assert!(eig[2] > 1e-3, "the rest is connected: {}", eig[2]);
     }
 
     #[test]

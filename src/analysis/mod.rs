@@ -24,6 +24,7 @@ pub mod linalg;
 pub mod maps;
 pub mod massive;
 pub mod report;
+pub mod shift_invert;
 pub mod sink;
 pub mod stats;
 pub mod table;
@@ -178,6 +179,16 @@ pub fn assemble(
                 ", eigenvalue gap, participation ratio and MP divergence"
             },
             cfg.spectra_full_max_tokens
+        ));
+    }
+    if let Some(m) = cfg
+        .topology
+        .max_tokens
+        .filter(|&m| cfg.topology.enabled && seq_len > m)
+    {
+        notes.push(format!(
+            "topology: {seq_len} tokens downsampled to {m} evenly spaced ones \
+             (topology.max_tokens; \"all\" keeps every token, at a cost cubic in the length)"
         ));
     }
     let massive = hidden.map(|h| {
