@@ -237,7 +237,9 @@ pub fn metric_of(tag: &str) -> Option<&'static str> {
         .iter()
         .filter(|m| {
             tag.strip_prefix(**m).is_some_and(|rest| {
-                rest.is_empty() || rest.starts_with(['/', '_']) || rest.starts_with(char::is_numeric)
+                rest.is_empty()
+                    || rest.starts_with(['/', '_'])
+                    || rest.starts_with(char::is_numeric)
             })
         })
         .max_by_key(|m| m.len())
@@ -247,7 +249,9 @@ pub fn metric_of(tag: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::{analyze, summarize, AnalysisConfig, AttentionMaps, HiddenStates};
+    use crate::analysis::{
+        analyze, summarize, AnalysisConfig, AttentionMaps, HiddenStates, TopologyConfig,
+    };
 
     #[test]
     fn padding_sorts() {
@@ -272,9 +276,15 @@ mod tests {
         assert_eq!(rmt("alpha", "w.q"), "rmt/alpha/w.q");
         assert_eq!(esd("w.q"), "esd/w.q");
         assert!(in_family("sink/rate", family::SINK) && !in_family("sinks/x", family::SINK));
-        assert_eq!(metric_of("info/kl_sink_removed/layer_00"), Some(KL_SINK_REMOVED));
+        assert_eq!(
+            metric_of("info/kl_sink_removed/layer_00"),
+            Some(KL_SINK_REMOVED)
+        );
         assert_eq!(metric_of("info/kl/layer_00/std"), Some(KL));
-        assert_eq!(metric_of("graph/fiedler_gap_0.1/layer_00"), Some(FIEDLER_GAP));
+        assert_eq!(
+            metric_of("graph/fiedler_gap_0.1/layer_00"),
+            Some(FIEDLER_GAP)
+        );
         assert_eq!(metric_of("topo/betti1_r0.9/layer_00"), Some(BETTI));
         assert_eq!(metric_of("sink/rates"), None);
     }
@@ -298,7 +308,11 @@ mod tests {
         for _ in 0..layers * heads {
             for i in 0..t {
                 for j in 0..t {
-                    let w = if j == 0 { 4.0 } else { 1.0 + ((i * 7 + j * 3) % 5) as f64 };
+                    let w = if j == 0 {
+                        4.0
+                    } else {
+                        1.0 + ((i * 7 + j * 3) % 5) as f64
+                    };
                     values.push(if j <= i { w } else { 0.0 });
                 }
             }
@@ -310,25 +324,41 @@ mod tests {
         let values = values.into_iter().map(|x| x as f32).collect();
         let maps = AttentionMaps::new(layers, heads, t, values).unwrap();
         let dim = 4;
-        let hidden = (0..(layers + 1) * t * dim).map(|i| (i % 11) as f32).collect();
+        let hidden = (0..(layers + 1) * t * dim)
+            .map(|i| (i % 11) as f32)
+            .collect();
         let hidden = HiddenStates::new(layers + 1, t, dim, hidden).unwrap();
-        let mut cfg = AnalysisConfig::default();
-        cfg.per_head_scalars = true;
-        cfg.spectra = true;
-        cfg.graph = true;
-        cfg.topology.enabled = true;
-        cfg.topology.radii = vec![0.5];
+        let cfg = AnalysisConfig {
+            per_head_scalars: true,
+            spectra: true,
+            graph: true,
+            topology: TopologyConfig {
+                enabled: true,
+                radii: vec![0.5],
+                ..TopologyConfig::default()
+            },
+            ..AnalysisConfig::default()
+        };
         let report = analyze(&maps, Some(&hidden), &cfg);
         let summary = summarize(&[report]);
         let tags: Vec<String> = summary.scalars().into_iter().map(|(t, _)| t).collect();
         for family in [family::SINK, family::FRAME, family::GRAPH, family::TOPO] {
-            assert!(tags.iter().any(|t| in_family(t, family)), "no {family}/ tag");
+            assert!(
+                tags.iter().any(|t| in_family(t, family)),
+                "no {family}/ tag"
+            );
         }
         for family in [family::SPECTRA, family::INFO, family::MASSIVE] {
-            assert!(tags.iter().any(|t| in_family(t, family)), "no {family}/ tag");
+            assert!(
+                tags.iter().any(|t| in_family(t, family)),
+                "no {family}/ tag"
+            );
         }
         for tag in &tags {
-            assert!(metric_of(tag).is_some(), "`{tag}` is logged under no name of names.rs");
+            assert!(
+                metric_of(tag).is_some(),
+                "`{tag}` is logged under no name of names.rs"
+            );
         }
     }
 }

@@ -197,10 +197,7 @@ impl AttentionReport {
             }
         }
         let e = &self.frame.frame_evidence;
-        out.push(
-            tag::FRAME_SINK_HEAD_SHARE.into(),
-            Some(e.sink_head_share()),
-        );
+        out.push(tag::FRAME_SINK_HEAD_SHARE.into(), Some(e.sink_head_share()));
         out.push(
             tag::FRAME_TOP_POSITION_SHARE.into(),
             Some(e.top_position().map_or(0.0, |(_, s)| s)),

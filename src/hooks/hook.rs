@@ -141,7 +141,8 @@ fn no_extra(_: &HookInput, _: &mut HookOutput) {}
 
 fn frame_type(input: &HookInput, out: &mut HookOutput) {
     let frame = input.evaluation.summary.frame.frame_type;
-    out.scalars.push((names::FRAME_TYPE.into(), frame_code(frame)));
+    out.scalars
+        .push((names::FRAME_TYPE.into(), frame_code(frame)));
 }
 
 /// Attention heatmaps (head mean, first probe sequence) per layer.

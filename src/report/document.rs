@@ -10,8 +10,7 @@ use std::path::Path;
 use super::collect::{EvalRecord, RunData, FIEDLER_THRESHOLD};
 use super::plots::{self, short, BarPanel, SinkCurves};
 use crate::analysis::names::{
-    self, BETTI, FIEDLER, FIRST_TOKEN_MASS, KL, KL_SINK_REMOVED, SINK_CONCENTRATION,
-    SINK_RATE,
+    self, BETTI, FIEDLER, FIRST_TOKEN_MASS, KL, KL_SINK_REMOVED, SINK_CONCENTRATION, SINK_RATE,
 };
 use crate::analysis::TopologyMode;
 use crate::error::Result;

@@ -205,7 +205,12 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
     }
 
     /// The sidecar of a checkpoint of `model` at `step`, with the hooks' `state`.
-    fn meta(&self, model: &Transformer<B>, step: usize, hooks: serde_json::Value) -> CheckpointMeta {
+    fn meta(
+        &self,
+        model: &Transformer<B>,
+        step: usize,
+        hooks: serde_json::Value,
+    ) -> CheckpointMeta {
         CheckpointMeta {
             step,
             train_loss: self.train_loss,

@@ -33,6 +33,16 @@ pub enum Resume {
     },
 }
 
+impl Resume {
+    /// The recipe fields a resume may change (none for a new run).
+    pub fn allowed_changes(&self) -> &[String] {
+        match self {
+            Resume::No => &[],
+            Resume::Latest { allow_change } => allow_change,
+        }
+    }
+}
+
 impl From<bool> for Resume {
     fn from(resume: bool) -> Self {
         if resume {
@@ -122,23 +132,7 @@ pub(crate) fn start_or_resume<B: AutodiffBackend>(
         Decision::Restore => {
             let (dir, (model, optim, meta)) =
                 restore_newest_intact(&existing, model, optim, device)?;
-            if meta.model != *cfg {
-                return Err(Error::file(
-                    dir.join(checkpoint::META_FILE),
-                    "the checkpoint's model differs from the recipe's; resume with the recipe it was trained with",
-                ));
-            }
-            let allowed = match resume {
-                Resume::Latest { allow_change } => allow_change.as_slice(),
-                Resume::No => &[],
-            };
-            crate::train::history::check_changes(
-                run_dir,
-                &meta.recipe,
-                recipe,
-                meta.step,
-                allowed,
-            )?;
+            check_resumable(&dir, &meta, cfg, recipe, run_dir, resume)?;
             events.restore_state(&meta.hooks)?;
             info!(step = meta.step, checkpoint = %dir.display(), "resuming");
             Begin {
@@ -155,6 +149,32 @@ pub(crate) fn start_or_resume<B: AutodiffBackend>(
         info!(step = begin.step, "run already complete");
     }
     Ok(begin)
+}
+
+/// Refuses to continue the checkpoint in `dir` with another model, or with a
+/// recipe that differs in fields `resume` does not allow to change (allowed
+/// changes are recorded in the run's history).
+fn check_resumable(
+    dir: &Path,
+    meta: &CheckpointMeta,
+    cfg: &ModelConfig,
+    recipe: &Recipe,
+    run_dir: &Path,
+    resume: &Resume,
+) -> Result<()> {
+    if meta.model != *cfg {
+        return Err(Error::file(
+            dir.join(checkpoint::META_FILE),
+            "the checkpoint's model differs from the recipe's; resume with the recipe it was trained with",
+        ));
+    }
+    crate::train::history::check_changes(
+        run_dir,
+        &meta.recipe,
+        recipe,
+        meta.step,
+        resume.allowed_changes(),
+    )
 }
 
 /// Parameter ids 1, 2, … in name order instead of burn's random ones: the ids key
@@ -220,12 +240,17 @@ mod tests {
         let allowing = Resume::Latest {
             allow_change: vec!["train.steps".into()],
         };
+        assert_eq!(allowing.allowed_changes(), ["train.steps"]);
+        assert!(Resume::from(true).allowed_changes().is_empty());
         for resume in [Resume::from(true), allowing] {
             let restore = decide(&resume, run, Some(latest)).unwrap();
             assert_eq!(restore, Decision::Restore);
             assert_eq!(decide(&resume, run, None).unwrap(), Decision::Fresh);
         }
-        assert_eq!(decide(&Resume::from(false), run, None).unwrap(), Decision::Fresh);
+        assert_eq!(
+            decide(&Resume::from(false), run, None).unwrap(),
+            Decision::Fresh
+        );
         let e = decide(&Resume::No, run, Some(latest))
             .unwrap_err()
             .to_string();

@@ -41,7 +41,10 @@ fn hooks_md_has_a_row_for_every_hook_naming_what_it_logs() {
 fn the_docs_name_every_family_and_metric() {
     let docs = doc("METRICS.md") + &doc("HOOKS.md");
     for f in family::ALL {
-        assert!(docs.contains(&format!("`{f}/")), "no doc names the family `{f}/`");
+        assert!(
+            docs.contains(&format!("`{f}/")),
+            "no doc names the family `{f}/`"
+        );
     }
     for m in METRICS {
         assert!(
