@@ -82,9 +82,9 @@ pub trait Hook: Send + Sync {
     fn name(&self) -> &'static str;
     /// One line for `sinkscope hooks` and `docs/HOOKS.md`.
     fn about(&self) -> &'static str;
-    /// The tag families (or names within one) it logs under, from [`names`];
-    /// `docs/HOOKS.md` must name each in the hook's row (a test checks every hook
-    /// of the [`registry`] for some).
+    /// The tag families (or names within one) it logs under, from [`names`]. Every
+    /// hook of the [`registry`] declares some, and `docs/HOOKS.md` names each in the
+    /// hook's row (both checked by `tests/it/docs.rs`).
     fn tags(&self) -> &'static [&'static str] {
         &[]
     }
