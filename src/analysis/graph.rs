@@ -288,8 +288,8 @@ pub fn layer_graph(mean: &[f64], t: usize, thresholds: &[f64]) -> LayerGraph {
     let (l2, gap) = adjacency_fiedler(&Adjacency::from_fn(t, |i, j| {
         0.5 * (mean[i * t + j] + mean[j * t + i])
     }));
-    g.fiedler.push("weighted", l2);
-    g.fiedler_gap.push("weighted", gap);
+    g.fiedler.push(super::names::WEIGHTED, l2);
+    g.fiedler_gap.push(super::names::WEIGHTED, gap);
     g
 }
 

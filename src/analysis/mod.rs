@@ -23,6 +23,7 @@ pub mod lanczos;
 pub mod linalg;
 pub mod maps;
 pub mod massive;
+pub mod names;
 pub mod report;
 pub mod shift_invert;
 pub mod sink;

@@ -17,6 +17,7 @@ use super::graph::LayerGraph;
 use super::info::LayerInfo;
 use super::keyed::Keyed;
 use super::massive::MassiveLayer;
+use super::names::{self as tag, layer as at_layer};
 use super::sink::{HeadSink, LayerSink};
 use super::stats::mean_std;
 use super::topology::LayerTopology;
@@ -93,13 +94,6 @@ pub struct AttentionReport {
     pub(super) sink_epsilon: f64,
 }
 
-/// Zero-padded index: at least two digits, more for ≥ 100 layers, so tags sort.
-/// Index `i` of `count` zero-padded to at least two digits, so tags sort (`layer_03`).
-pub fn padded_index(i: usize, count: usize) -> String {
-    let width = count.saturating_sub(1).to_string().len().max(2);
-    format!("{i:0width$}")
-}
-
 /// Collects finite values only: TensorBoard cannot plot NaN or ±∞.
 struct Scalars(Vec<(String, f64)>);
 
@@ -111,122 +105,101 @@ impl Scalars {
     }
 }
 
-fn spectrum_scalars(out: &mut Scalars, s: &MatrixSpectrum, suffix: &str) {
+fn spectrum_scalars(out: &mut Scalars, s: &MatrixSpectrum, layer: usize, layers: usize) {
     for (name, v) in [
-        ("spectral_gap", s.spectral_gap),
-        ("participation_ratio", s.participation_ratio),
-        ("singular_gap", s.singular_gap),
+        (tag::SPECTRAL_GAP, s.spectral_gap),
+        (tag::PARTICIPATION_RATIO, s.participation_ratio),
+        (tag::SINGULAR_GAP, s.singular_gap),
         (
-            "singular_participation_ratio",
+            tag::SINGULAR_PARTICIPATION_RATIO,
             s.singular_participation_ratio,
         ),
-        ("stable_rank", s.stable_rank),
-        ("mp_kl", s.mp_kl),
+        (tag::STABLE_RANK, s.stable_rank),
+        (tag::MP_KL, s.mp_kl),
     ] {
-        out.push(format!("spectra/{name}/{suffix}"), v);
+        out.push(at_layer(name, layer, layers), v);
     }
 }
 
 impl AttentionReport {
     /// Flat `(tag, value)` list for TensorBoard, tags like `sink/rate/layer_03`,
     /// `sink/first_token_mass/layer_03/head_07`, `graph/fiedler_0.01/layer_03`,
-    /// `topo/betti1/layer_03` (all listed in `docs/METRICS.md`). Non-finite values are left
-    /// out.
+    /// `topo/betti1/layer_03` (named in `names.rs`, all listed in `docs/METRICS.md`).
+    /// Non-finite values are left out.
     pub fn scalars(&self) -> Vec<(String, f64)> {
         let mut out = Scalars(Vec::new());
-        out.push("sink/rate".into(), Some(self.sink_rate));
-        out.push("sink/first_token_mass".into(), Some(self.first_token_mass));
+        out.push(tag::SINK_RATE.into(), Some(self.sink_rate));
+        out.push(tag::FIRST_TOKEN_MASS.into(), Some(self.first_token_mass));
         let nl = self.num_layers;
         for l in &self.layers {
-            let layer = format!("layer_{}", padded_index(l.layer, nl));
+            let at = |metric: &str| at_layer(metric, l.layer, nl);
             let s = &l.sink;
-            out.push(format!("sink/rate/{layer}"), Some(s.sink_rate));
+            out.push(at(tag::SINK_RATE), Some(s.sink_rate));
+            out.push(at(tag::FIRST_TOKEN_MASS), Some(s.first_token_mass));
+            out.push(at(tag::SINK_CONCENTRATION), Some(s.sink_concentration));
             out.push(
-                format!("sink/first_token_mass/{layer}"),
-                Some(s.first_token_mass),
-            );
-            out.push(
-                format!("sink/concentration/{layer}"),
-                Some(s.sink_concentration),
-            );
-            out.push(
-                format!("sink/specialized_heads/{layer}"),
+                at(tag::SPECIALIZED_HEADS),
                 Some(s.specialized_heads.len() as f64),
             );
             if self.per_head_scalars {
                 for h in &s.heads {
                     out.push(
-                        format!(
-                            "sink/first_token_mass/{layer}/head_{}",
-                            padded_index(h.head, self.num_heads)
-                        ),
+                        tag::head(&at(tag::FIRST_TOKEN_MASS), h.head, self.num_heads),
                         Some(h.first_token_score),
                     );
                 }
             }
-            out.push(format!("info/kl/{layer}"), Some(l.info.kl));
-            out.push(
-                format!("info/kl_sink_removed/{layer}"),
-                l.info.kl_sink_removed,
-            );
-            out.push(
-                format!("info/sink_attention_pct/{layer}"),
-                Some(l.info.sink_attention_pct),
-            );
+            out.push(at(tag::KL), Some(l.info.kl));
+            out.push(at(tag::KL_SINK_REMOVED), l.info.kl_sink_removed);
+            out.push(at(tag::SINK_ATTENTION_PCT), Some(l.info.sink_attention_pct));
             if let Some(g) = &l.graph {
                 for (name, map) in [
-                    ("fiedler", &g.fiedler),
-                    ("fiedler_gap", &g.fiedler_gap),
-                    ("centralization", &g.centralization),
-                    ("star_likeness", &g.star_likeness),
-                    ("in_degree_gini", &g.in_degree_gini),
+                    (tag::FIEDLER, &g.fiedler),
+                    (tag::FIEDLER_GAP, &g.fiedler_gap),
+                    (tag::CENTRALIZATION, &g.centralization),
+                    (tag::STAR_LIKENESS, &g.star_likeness),
+                    (tag::IN_DEGREE_GINI, &g.in_degree_gini),
                 ] {
                     for (key, v) in map.iter() {
-                        out.push(format!("graph/{name}_{key}/{layer}"), *v);
+                        out.push(at(&tag::thresholded(name, key)), *v);
                     }
                 }
                 for (key, v) in g.edge_density.iter() {
-                    out.push(format!("graph/edge_density_{key}/{layer}"), Some(*v));
+                    out.push(at(&tag::thresholded(tag::EDGE_DENSITY, key)), Some(*v));
                 }
             }
             if let Some(t) = &l.topology {
                 for (k, n) in t.betti.iter() {
-                    out.push(format!("topo/betti{k}/{layer}"), Some(*n as f64));
+                    out.push(at(&tag::dimension(tag::BETTI, k)), Some(*n as f64));
                 }
                 for b in &t.betti_at {
                     for (k, n) in b.betti.iter() {
-                        out.push(
-                            format!("topo/betti{k}_r{}/{layer}", b.radius),
-                            Some(*n as f64),
-                        );
+                        out.push(at(&tag::betti_at(k, b.radius)), Some(*n as f64));
                     }
                 }
                 for (k, v) in t.total_persistence.iter() {
-                    out.push(format!("topo/total_persistence{k}/{layer}"), Some(*v));
+                    out.push(at(&tag::dimension(tag::TOTAL_PERSISTENCE, k)), Some(*v));
                 }
                 for (k, v) in t.max_persistence.iter() {
-                    out.push(format!("topo/max_persistence{k}/{layer}"), Some(*v));
+                    out.push(at(&tag::dimension(tag::MAX_PERSISTENCE, k)), Some(*v));
                 }
             }
             if let Some(sp) = &l.spectra {
-                spectrum_scalars(&mut out, sp, &layer);
+                spectrum_scalars(&mut out, sp, l.layer, nl);
             }
         }
         if let Some(m) = &self.massive {
             for s in m {
-                let state = format!("state_{}", padded_index(s.index, m.len()));
-                out.push(format!("massive/ratio/{state}"), s.ratio);
-                out.push(
-                    format!("massive/top1/{state}"),
-                    s.top.first().map(|a| a.value),
-                );
-                out.push(format!("massive/median/{state}"), Some(s.median));
+                let at = |metric: &str| tag::state(metric, s.index, m.len());
+                out.push(at(tag::MASSIVE_RATIO), s.ratio);
+                out.push(at(tag::MASSIVE_TOP1), s.top.first().map(|a| a.value));
+                out.push(at(tag::MASSIVE_MEDIAN), Some(s.median));
             }
         }
         let e = &self.frame.frame_evidence;
-        out.push("frame/sink_head_share".into(), Some(e.sink_head_share()));
+        out.push(tag::FRAME_SINK_HEAD_SHARE.into(), Some(e.sink_head_share()));
         out.push(
-            "frame/top_position_share".into(),
+            tag::FRAME_TOP_POSITION_SHARE.into(),
             Some(e.top_position().map_or(0.0, |(_, s)| s)),
         );
         out.0
@@ -264,7 +237,7 @@ impl Summary {
     pub fn scalars(&self) -> Vec<(String, f64)> {
         self.scalars
             .iter()
-            .flat_map(|s| [(s.tag.clone(), s.mean), (format!("{}/std", s.tag), s.std)])
+            .flat_map(|s| [(s.tag.clone(), s.mean), (tag::std(&s.tag), s.std)])
             .collect()
     }
 }
@@ -305,17 +278,5 @@ pub fn summarize(reports: &[AttentionReport]) -> Summary {
         sequences: reports.len(),
         scalars,
         frame: classify(evidence, &cfg, eps),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn padding_sorts() {
-        assert_eq!(padded_index(3, 4), "03");
-        assert_eq!(padded_index(7, 100), "07");
-        assert_eq!(padded_index(7, 101), "007");
     }
 }

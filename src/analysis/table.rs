@@ -73,7 +73,7 @@ pub fn render_report(r: &AttentionReport) -> String {
             num(Some(l.info.kl)),
             num(l.info.kl_sink_removed),
             num(g.and_then(|g| g.fiedler.get(tau).copied().flatten())),
-            num(g.and_then(|g| g.fiedler.get("weighted").copied().flatten())),
+            num(g.and_then(|g| g.fiedler.get(super::names::WEIGHTED).copied().flatten())),
             betti("0"),
             betti("1"),
             num(l.spectra.as_ref().and_then(|sp| sp.spectral_gap)),

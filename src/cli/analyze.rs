@@ -13,7 +13,7 @@ use burn::module::AutodiffModule;
 use clap::Args;
 use serde::Serialize;
 
-use crate::analysis::report::padded_index;
+use crate::analysis::names;
 use crate::analysis::{table, AnalysisConfig, AttentionMaps};
 use crate::cli::texts::TextArgs;
 use crate::eval::{
@@ -246,8 +246,7 @@ fn render(subject: &Subject<Autodiff<Flex>>, encoded: &[Encoded], ev: &Evaluatio
         "b1"
     );
     for l in 0..n {
-        let tag = |name: &str| format!("{name}/layer_{}", padded_index(l, n));
-        let get = |name: &str| stats.get(tag(name).as_str()).copied();
+        let get = |name: &str| stats.get(names::layer(name, l, n).as_str()).copied();
         let pm = |v: Option<(f64, f64)>, prec: usize| match v {
             Some((m, sd)) => format!("{m:.prec$}±{sd:.prec$}"),
             None => "-".into(),
@@ -258,14 +257,14 @@ fn render(subject: &Subject<Autodiff<Flex>>, encoded: &[Encoded], ev: &Evaluatio
             s,
             "{:>5} {:>16} {:>16} {:>9} {:>8} {:>10} {:>12} {:>5} {:>5}  {}",
             l,
-            pm(get("sink/rate"), 1),
-            pm(get("sink/first_token_mass"), 3),
-            one(get("sink/concentration")),
-            one(get("info/kl")),
-            one(get("info/kl_sink_removed")),
-            one(get("graph/fiedler_0.01")),
-            int(get("topo/betti0")),
-            int(get("topo/betti1")),
+            pm(get(names::SINK_RATE), 1),
+            pm(get(names::FIRST_TOKEN_MASS), 3),
+            one(get(names::SINK_CONCENTRATION)),
+            one(get(names::KL)),
+            one(get(names::KL_SINK_REMOVED)),
+            one(get(&names::thresholded(names::FIEDLER, "0.01"))),
+            int(get(&names::dimension(names::BETTI, 0))),
+            int(get(&names::dimension(names::BETTI, 1))),
             top_sink_key(ev, encoded, l)
         );
     }

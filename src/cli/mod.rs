@@ -3,6 +3,7 @@
 
 pub mod ablate;
 pub mod analyze;
+pub mod hooks;
 pub mod metrics;
 pub mod report;
 pub mod spectra;
@@ -48,6 +49,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Tokenize a corpus with a tokenizer.json into token shards for `[data] shards`.
     Tokenize(tokenize::TokenizeArgs),
+    /// List the hooks a recipe can name: what each measures, logs and needs.
+    Hooks(hooks::HooksArgs),
 }
 
 /// Runs the parsed command.
@@ -61,6 +64,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Spectra(args) => spectra::run(&args),
         Command::Report(args) => report::run(&args),
         Command::Tokenize(args) => tokenize::run(&args),
+        Command::Hooks(args) => hooks::run(&args),
     }
 }
 

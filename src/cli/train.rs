@@ -8,8 +8,7 @@ use clap::Args;
 
 use crate::hooks::HookRunner;
 use crate::train::recipe::{DeviceKind, Recipe, Run};
-use crate::train::trainer::train_allowing;
-use crate::train::TrainOutcome;
+use crate::train::{train, Resume, TrainOutcome};
 
 /// Arguments of `sinkscope train`.
 #[derive(Args, Debug)]
@@ -56,14 +55,14 @@ fn train_on<B: AutodiffBackend>(
         out.join(crate::log::run_log::METRICS_FILE).display(),
         hooks.tb_dir().display()
     );
-    let outcome = train_allowing::<B>(
-        &run.recipe,
-        out,
-        args.resume,
-        &args.allow_change,
-        &device,
-        &mut hooks,
-    );
+    let resume = if args.resume {
+        Resume::Latest {
+            allow_change: args.allow_change.clone(),
+        }
+    } else {
+        Resume::No
+    };
+    let outcome = train::<B>(&run.recipe, out, resume, &device, &mut hooks);
     if outcome.is_err() {
         // Best effort: the training error is the one to report.
         let _ = hooks.record_failure();

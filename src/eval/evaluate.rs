@@ -6,7 +6,7 @@ use burn::prelude::Backend;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::analysis::report::padded_index;
+use crate::analysis::names;
 use crate::analysis::{
     self, AnalysisConfig, AttentionMaps, AttentionReport, HiddenStates, LayerReport, SpectraConfig,
     Summary, WeightSpectrum,
@@ -265,10 +265,6 @@ fn weight_scalars(w: &WeightSpectrum) -> [(&'static str, Option<f64>); 9] {
     ]
 }
 
-fn layer_tag(prefix: &str, l: usize, n: usize) -> String {
-    format!("{prefix}/layer_{}", padded_index(l, n))
-}
-
 impl Evaluation {
     /// Every number as a flat `(tag, value)` list: the attention summary's tags, then
     /// `rmt/<metric>/<weight>`, `fisher/layer_NN`, `sink/null_mass/layer_NN`.
@@ -277,7 +273,7 @@ impl Evaluation {
         for w in &self.weights {
             for (metric, v) in weight_scalars(w) {
                 if let Some(v) = v {
-                    out.push((format!("rmt/{metric}/{}", w.name), v));
+                    out.push((names::rmt(metric, &w.name), v));
                 }
             }
         }
@@ -285,14 +281,14 @@ impl Evaluation {
             out.extend(
                 f.iter()
                     .enumerate()
-                    .map(|(l, v)| (layer_tag("fisher", l, f.len()), *v)),
+                    .map(|(l, v)| (names::layer(names::family::FISHER, l, f.len()), *v)),
             );
         }
         if let Some(m) = &self.null_mass {
             out.extend(
                 m.iter()
                     .enumerate()
-                    .map(|(l, v)| (layer_tag("sink/null_mass", l, m.len()), *v)),
+                    .map(|(l, v)| (names::layer(names::NULL_MASS, l, m.len()), *v)),
             );
         }
         out.retain(|(_, v)| v.is_finite());

@@ -6,7 +6,7 @@
 //! hooks never compute the same metric twice.
 
 use crate::analysis::frame::FrameType;
-use crate::analysis::report::padded_index;
+use crate::analysis::names::{self, family};
 use crate::eval::{EvalPlan, Evaluation, SequenceCapture};
 use crate::log::{heatmap, scatter, RgbImage};
 
@@ -64,11 +64,9 @@ pub fn run_hooks(hooks: &[Box<dyn Hook>], input: &HookInput) -> HookOutput {
     out
 }
 
-/// The scalar `frame/type`: the frame verdict as a number, so TensorBoard can plot
-/// it and the HParams dashboard can show it as a metric column.
-pub const FRAME_TYPE_TAG: &str = "frame/type";
-
-/// Code of a frame type in [`FRAME_TYPE_TAG`] (documented in `docs/HOOKS.md`).
+/// Code of a frame type in [`names::FRAME_TYPE`] (documented in `docs/HOOKS.md`):
+/// the verdict as a number, so TensorBoard can plot it and the HParams dashboard
+/// can show it as a metric column.
 pub fn frame_code(frame: FrameType) -> f64 {
     match frame {
         FrameType::None => 0.0,
@@ -82,8 +80,14 @@ pub fn frame_code(frame: FrameType) -> f64 {
 pub trait Hook: Send + Sync {
     /// Name used in recipes (`[hooks] run = [...]`).
     fn name(&self) -> &'static str;
-    /// One line for `docs/` and error messages.
+    /// One line for `sinkscope hooks` and `docs/HOOKS.md`.
     fn about(&self) -> &'static str;
+    /// The tag families (or names within one) it logs under, from [`names`]. Every
+    /// hook of the [`registry`] declares some, and `docs/HOOKS.md` names each in the
+    /// hook's row (both checked by `tests/it/docs.rs`).
+    fn tags(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// What must be captured for it.
     fn needs(&self) -> Needs {
         Needs::default()
@@ -94,11 +98,11 @@ pub trait Hook: Send + Sync {
     fn run(&self, input: &HookInput, out: &mut HookOutput);
 }
 
-/// A hook that logs the scalars under some tag prefixes.
+/// A hook that logs the scalars of some tag families.
 struct Metrics {
     name: &'static str,
     about: &'static str,
-    prefixes: &'static [&'static str],
+    families: &'static [&'static str],
     needs: Needs,
     plan: fn(&mut EvalPlan),
     /// Scalars the hook derives itself, beyond the evaluation's.
@@ -112,6 +116,9 @@ impl Hook for Metrics {
     fn about(&self) -> &'static str {
         self.about
     }
+    fn tags(&self) -> &'static [&'static str] {
+        self.families
+    }
     fn needs(&self) -> Needs {
         self.needs
     }
@@ -124,7 +131,7 @@ impl Hook for Metrics {
                 .evaluation
                 .scalars()
                 .into_iter()
-                .filter(|(tag, _)| self.prefixes.iter().any(|p| tag.starts_with(p))),
+                .filter(|(tag, _)| self.families.iter().any(|f| names::in_family(tag, f))),
         );
         (self.extra)(input, out);
     }
@@ -134,7 +141,8 @@ fn no_extra(_: &HookInput, _: &mut HookOutput) {}
 
 fn frame_type(input: &HookInput, out: &mut HookOutput) {
     let frame = input.evaluation.summary.frame.frame_type;
-    out.scalars.push((FRAME_TYPE_TAG.into(), frame_code(frame)));
+    out.scalars
+        .push((names::FRAME_TYPE.into(), frame_code(frame)));
 }
 
 /// Attention heatmaps (head mean, first probe sequence) per layer.
@@ -147,6 +155,9 @@ impl Hook for Heatmaps {
     fn about(&self) -> &'static str {
         "images of the head-mean attention map of the first probe sequence, per layer"
     }
+    fn tags(&self) -> &'static [&'static str] {
+        &[family::ATTENTION]
+    }
     fn run(&self, input: &HookInput, out: &mut HookOutput) {
         let Some(seq) = input.probe.first() else {
             return;
@@ -157,7 +168,7 @@ impl Hook for Heatmaps {
             let mean: Vec<f32> = seq.maps.head_mean(l).iter().map(|&x| x as f32).collect();
             if let Ok(img) = heatmap(&mean, t, t, scale) {
                 out.images
-                    .push((format!("attention/layer_{}", padded_index(l, layers)), img));
+                    .push((names::layer(family::ATTENTION, l, layers), img));
             }
         }
     }
@@ -172,6 +183,9 @@ impl Hook for Diagrams {
     }
     fn about(&self) -> &'static str {
         "images of the persistence diagram of each layer's attention (first probe sequence)"
+    }
+    fn tags(&self) -> &'static [&'static str] {
+        &[names::DIAGRAM]
     }
     fn plan(&self, plan: &mut EvalPlan) {
         plan.analysis.topology.enabled = true;
@@ -195,10 +209,7 @@ impl Hook for Diagrams {
             }
             if let Ok(img) = scatter(&points, &groups, 192) {
                 out.images.push((
-                    format!(
-                        "topo/diagram/layer_{}",
-                        padded_index(layer.layer, report.num_layers)
-                    ),
+                    names::layer(names::DIAGRAM, layer.layer, report.num_layers),
                     img,
                 ));
             }
@@ -216,6 +227,9 @@ impl Hook for WeightSpectra {
     fn about(&self) -> &'static str {
         "WeightWatcher-style spectra (alpha, norms, MP fit, rand_distance) of every 2-D weight"
     }
+    fn tags(&self) -> &'static [&'static str] {
+        &[family::RMT, family::ESD]
+    }
     fn needs(&self) -> Needs {
         Needs {
             weights: true,
@@ -231,12 +245,12 @@ impl Hook for WeightSpectra {
                 .evaluation
                 .scalars()
                 .into_iter()
-                .filter(|(tag, _)| tag.starts_with("rmt/")),
+                .filter(|(tag, _)| names::in_family(tag, family::RMT)),
         );
         for w in &input.evaluation.weights {
             if !w.evals.is_empty() {
                 out.histograms.push((
-                    format!("esd/{}", w.name),
+                    names::esd(&w.name),
                     w.evals.iter().map(|x| x.max(1e-30).log10()).collect(),
                 ));
             }
@@ -258,7 +272,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
         Box::new(Metrics {
             name: "sinks",
             about: "sink rate (Gu et al., ε), first-token mass, sink concentration, specialized heads, frame evidence",
-            prefixes: &["sink/", "frame/"],
+            families: &[family::SINK, family::FRAME],
             needs: needs(false, false),
             plan: |_| {},
             extra: frame_type,
@@ -266,7 +280,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
         Box::new(Metrics {
             name: "graph",
             about: "Fiedler value, spectral gap, degree centralization of the thresholded attention graph",
-            prefixes: &["graph/"],
+            families: &[family::GRAPH],
             needs: needs(false, false),
             plan: |p| p.analysis.graph = true,
             extra: no_extra,
@@ -274,7 +288,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
         Box::new(Metrics {
             name: "topology",
             about: "Vietoris–Rips persistent homology: bar counts (the paper's Betti numbers), Betti at radii, persistence",
-            prefixes: &["topo/"],
+            families: &[family::TOPO],
             needs: needs(false, false),
             plan: |p| p.analysis.topology.enabled = true,
             extra: no_extra,
@@ -282,7 +296,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
         Box::new(Metrics {
             name: "attention-spectra",
             about: "eigen- and singular-value spectra of the attention maps: gaps, participation ratio, stable rank, MP KL",
-            prefixes: &["spectra/"],
+            families: &[family::SPECTRA],
             needs: needs(false, false),
             plan: |p| p.analysis.spectra = true,
             extra: no_extra,
@@ -290,7 +304,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
         Box::new(Metrics {
             name: "information",
             about: "KL between heads and their mean, with sink columns removed, and the sink attention percentage",
-            prefixes: &["info/"],
+            families: &[family::INFO],
             needs: needs(false, false),
             plan: |_| {},
             extra: no_extra,
@@ -298,7 +312,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
         Box::new(Metrics {
             name: "massive",
             about: "massive activations: top-3 |h| and the median per residual state",
-            prefixes: &["massive/"],
+            families: &[family::MASSIVE],
             needs: needs(true, false),
             plan: |_| {},
             extra: no_extra,
@@ -306,7 +320,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
         Box::new(Metrics {
             name: "fisher",
             about: "empirical Fisher trace per layer from the training gradients, (1/N) Σ ‖∂L/∂θ‖²",
-            prefixes: &["fisher/"],
+            families: &[family::FISHER],
             needs: needs(false, true),
             plan: |_| {},
             extra: no_extra,

@@ -13,7 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use crate::hooks::hook::FRAME_TYPE_TAG;
+use crate::analysis::names;
 use crate::log::hparams::{
     dataset_type, status, Experiment, HParamInfo, HParamsData, HParamsPluginData, MetricInfo,
     ProtoValue, SessionEndInfo, SessionStartInfo,
@@ -36,17 +36,17 @@ pub const MAIN_TRAINING_HPARAMS: [(&str, &str); 8] = [
 /// `(tag, title, description)` of the final metrics of a run's attention.
 const ATTENTION_METRICS: [(&str, &str, &str); 3] = [
     (
-        "sink/rate",
+        names::SINK_RATE,
         "sink rate %",
         "share of heads whose first-token score exceeds ε (Gu et al.), mean over layers",
     ),
     (
-        "sink/first_token_mass",
+        names::FIRST_TOKEN_MASS,
         "first-token mass",
         "mean attention on the first token, over layers and heads",
     ),
     (
-        FRAME_TYPE_TAG,
+        names::FRAME_TYPE,
         "frame type",
         "0 none, 1 centralized, 2 distributed, 3 bidirectional",
     ),
@@ -83,7 +83,7 @@ impl SessionRecords {
             }
         }
         let mut metrics = vec![MetricInfo::scalar(
-            "train/heldout_loss",
+            names::TRAIN_HELDOUT_LOSS,
             "held-out loss",
             "loss on the held-out windows at the last evaluation",
             dataset_type::VALIDATION,

@@ -8,6 +8,7 @@ use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use tracing::warn;
 
+use crate::analysis::names;
 use crate::error::{Error, Result};
 use crate::eval::{capture, weight_matrices, EvalPlan};
 use crate::hooks::config::{Backlog, HooksConfig};
@@ -247,10 +248,10 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
         self.fisher_steps += 1;
         if info.step.is_multiple_of(self.log_every) || info.step == self.total_steps {
             let scalars = vec![
-                ("train/loss".to_string(), info.loss),
-                ("train/lr".to_string(), info.lr),
-                ("train/tokens_per_sec".to_string(), info.tokens_per_sec),
-                ("train/grad_norm".to_string(), info.grads.norm()),
+                (names::TRAIN_LOSS.to_string(), info.loss),
+                (names::TRAIN_LR.to_string(), info.lr),
+                (names::TRAIN_TOKENS_PER_SEC.to_string(), info.tokens_per_sec),
+                (names::TRAIN_GRAD_NORM.to_string(), info.grads.norm()),
             ];
             self.worker()?.send(Job::Scalars {
                 step: info.step,
@@ -270,7 +271,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
     fn on_eval(&mut self, step: usize, heldout_loss: f64) -> Result<()> {
         self.worker()?.send(Job::Scalars {
             step,
-            scalars: vec![("train/heldout_loss".into(), heldout_loss)],
+            scalars: vec![(names::TRAIN_HELDOUT_LOSS.into(), heldout_loss)],
         })
     }
 

@@ -5,12 +5,17 @@
 
 use std::collections::HashSet;
 
+use crate::analysis::names;
 use crate::hooks::hook::HookOutput;
 use crate::log::{Category, Chart, Layout, TagFilter};
 
 /// Training scalars logged outside the hooks (`runner.rs`) besides the losses,
 /// one chart each after the chart of training and held-out loss.
-pub const TRAIN_TAGS: [&str; 3] = ["train/lr", "train/grad_norm", "train/tokens_per_sec"];
+pub const TRAIN_TAGS: [&str; 3] = [
+    names::TRAIN_LR,
+    names::TRAIN_GRAD_NORM,
+    names::TRAIN_TOKENS_PER_SEC,
+];
 
 /// Hooks whose category is open when the page loads (and `train`); the rest
 /// start closed, so the page opens on the sink curves, not a hundred charts.
@@ -62,12 +67,16 @@ impl LayoutBuilder {
             .map(|(hook, tags)| Category::of_series(hook, !OPEN_HOOKS.contains(hook), tags))
             .collect();
         if training {
-            let mut train = Category::of_series("train", false, &TRAIN_TAGS);
+            let mut train = Category::of_series(names::family::TRAIN, false, &TRAIN_TAGS);
+            let exactly = |tag: &str| format!("^{tag}$");
             train.chart.insert(
                 0,
                 Chart::multiline(
                     "loss (train, held-out)",
-                    vec!["^train/loss$".into(), "^train/heldout_loss$".into()],
+                    vec![
+                        exactly(names::TRAIN_LOSS),
+                        exactly(names::TRAIN_HELDOUT_LOSS),
+                    ],
                 ),
             );
             categories.push(train);

@@ -13,6 +13,7 @@ use std::path::{Component, Path, PathBuf};
 use burn::backend::Flex;
 use serde::Deserialize;
 
+use crate::analysis::names::{FIRST_TOKEN_MASS, TRAIN_HELDOUT_LOSS};
 use crate::analysis::{weight_spectrum, Diagrams, SpectraConfig, WeightSpectrum};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalPlan, Evaluation, NamedMatrix};
@@ -21,10 +22,6 @@ use crate::log::{read_events, LoggedValue};
 use crate::train::checkpoint::{self, CheckpointMeta};
 use crate::train::data::Corpus;
 
-/// Tag of the overall sink rate (mean over layers and heads).
-pub const SINK_RATE: &str = "sink/rate";
-/// Tag of the overall first-token mass (mean over layers and heads).
-pub const FIRST_TOKEN_MASS: &str = "sink/first_token_mass";
 /// The thresholded Fiedler value the report shows next to the weighted one.
 pub const FIEDLER_THRESHOLD: &str = "0.01";
 
@@ -352,7 +349,7 @@ fn logged_heldout_loss(dir: &Path) -> Option<f64> {
         .ok()?
         .into_iter()
         .filter_map(|e| match e.value {
-            LoggedValue::Scalar { tag, value } if tag == "train/heldout_loss" => {
+            LoggedValue::Scalar { tag, value } if tag == TRAIN_HELDOUT_LOSS => {
                 Some((e.step, f64::from(value)))
             }
             _ => None,
@@ -558,7 +555,7 @@ mod tests {
         let run = collect_run("r", dir.path(), &CollectOptions::default());
         assert_eq!(run.evals.iter().map(|e| e.step).collect::<Vec<_>>(), [0, 2]);
         let last = run.last_eval().unwrap();
-        assert_eq!(last.get(SINK_RATE), Some(5.0));
+        assert_eq!(last.get(crate::analysis::names::SINK_RATE), Some(5.0));
         assert!(!last.scalars.contains_key("info/kl_sink_removed/layer_00"));
         let frame = last.frame.as_ref().unwrap();
         assert_eq!(frame.first_token_baseline(), Some(0.15));

@@ -7,8 +7,11 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::collect::{EvalRecord, RunData, FIEDLER_THRESHOLD, FIRST_TOKEN_MASS, SINK_RATE};
+use super::collect::{EvalRecord, RunData, FIEDLER_THRESHOLD};
 use super::plots::{self, short, BarPanel, SinkCurves};
+use crate::analysis::names::{
+    self, BETTI, FIEDLER, FIRST_TOKEN_MASS, KL, KL_SINK_REMOVED, SINK_CONCENTRATION, SINK_RATE,
+};
 use crate::analysis::TopologyMode;
 use crate::error::Result;
 
@@ -193,6 +196,26 @@ pub fn build(dir: &Path, sweep: bool, runs: &[RunData]) -> Document {
     }
 }
 
+/// The per-layer metrics the report shows whose names carry a parameter.
+struct Tags {
+    betti0: String,
+    betti1: String,
+    /// Thresholded at [`FIEDLER_THRESHOLD`].
+    fiedler: String,
+    fiedler_weighted: String,
+}
+
+impl Tags {
+    fn new() -> Self {
+        Self {
+            betti0: names::dimension(BETTI, 0),
+            betti1: names::dimension(BETTI, 1),
+            fiedler: names::thresholded(FIEDLER, FIEDLER_THRESHOLD),
+            fiedler_weighted: names::thresholded(FIEDLER, names::WEIGHTED),
+        }
+    }
+}
+
 struct Builder {
     blocks: Vec<Block>,
     notes: Vec<String>,
@@ -251,7 +274,7 @@ impl Builder {
             "Fiedler (weighted)",
             "frame",
         ];
-        let fiedler = format!("graph/fiedler_{FIEDLER_THRESHOLD}");
+        let tags = Tags::new();
         let mut any_fresh = false;
         let rows = runs
             .iter()
@@ -260,13 +283,13 @@ impl Builder {
                 let cells = vec![
                     f.cell(|r| r.get(SINK_RATE), fixed(1)),
                     f.cell(|r| r.get(FIRST_TOKEN_MASS), fixed(3)),
-                    f.cell(|r| r.layer_mean("sink/concentration"), fixed(3)),
-                    f.cell(|r| r.layer_mean("info/kl"), fixed(3)),
-                    f.cell(|r| r.layer_mean("info/kl_sink_removed"), fixed(3)),
-                    f.cell(|r| r.layer_mean("topo/betti0"), fixed(1)),
-                    f.cell(|r| r.layer_mean("topo/betti1"), fixed(1)),
-                    f.cell(|r| r.layer_mean(&fiedler), short),
-                    f.cell(|r| r.layer_mean("graph/fiedler_weighted"), short),
+                    f.cell(|r| r.layer_mean(SINK_CONCENTRATION), fixed(3)),
+                    f.cell(|r| r.layer_mean(KL), fixed(3)),
+                    f.cell(|r| r.layer_mean(KL_SINK_REMOVED), fixed(3)),
+                    f.cell(|r| r.layer_mean(&tags.betti0), fixed(1)),
+                    f.cell(|r| r.layer_mean(&tags.betti1), fixed(1)),
+                    f.cell(|r| r.layer_mean(&tags.fiedler), short),
+                    f.cell(|r| r.layer_mean(&tags.fiedler_weighted), short),
                 ];
                 any_fresh |= cells.iter().any(|c| c.ends_with(FRESH));
                 let frame = match f.frame() {
@@ -403,22 +426,23 @@ impl Builder {
         let layers = runs.iter().map(RunData::num_layers).max().unwrap_or(0);
         let names: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
         let finals: Vec<Final> = runs.iter().map(Final::of).collect();
+        let tags = Tags::new();
         let panel = |caption: &str, y: &str, prefix: &str| BarPanel {
             caption: caption.into(),
             y_desc: y.into(),
             values: finals.iter().map(|f| f.layers(prefix, layers)).collect(),
         };
         let betti = [
-            panel("dimension 0 (components)", "bars", "topo/betti0"),
-            panel("dimension 1 (loops)", "bars", "topo/betti1"),
+            panel("dimension 0 (components)", "bars", &tags.betti0),
+            panel("dimension 1 (loops)", "bars", &tags.betti1),
         ];
         let fiedler = [
             panel(
                 &format!("thresholded, τ = {FIEDLER_THRESHOLD}"),
                 "Fiedler value λ₂",
-                &format!("graph/fiedler_{FIEDLER_THRESHOLD}"),
+                &tags.fiedler,
             ),
-            panel("weighted", "Fiedler value λ₂", "graph/fiedler_weighted"),
+            panel("weighted", "Fiedler value λ₂", &tags.fiedler_weighted),
         ];
         for (r, run) in runs.iter().enumerate() {
             for (what, panels) in [("topology", &betti), ("attention-graph", &fiedler)] {
@@ -438,7 +462,7 @@ impl Builder {
             .iter()
             .filter(|run| {
                 let f = Final::of(run);
-                ["topo/betti0", "graph/fiedler_weighted"]
+                [&tags.betti0, &tags.fiedler_weighted]
                     .iter()
                     .any(|p| matches!(f.value(|r| r.layer_mean(p)), Some((_, true))))
             })
@@ -456,9 +480,10 @@ impl Builder {
         self.figure(
             "betti",
             title,
-            "Bars per homology dimension (`topo/betti0`, `topo/betti1`) per layer; one bar \
-             per run."
-                .into(),
+            format!(
+                "Bars per homology dimension (`{}`, `{}`) per layer; one bar per run.",
+                tags.betti0, tags.betti1
+            ),
             svg,
         );
         let title = "Algebraic connectivity by layer: Fiedler value".to_string();
@@ -467,8 +492,9 @@ impl Builder {
             "fiedler",
             title,
             format!(
-                "`graph/fiedler_{FIEDLER_THRESHOLD}` and `graph/fiedler_weighted` per layer; one \
-                 bar per run. A star around a sink has a small Fiedler value."
+                "`{}` and `{}` per layer; one bar per run. A star around a sink has a small \
+                 Fiedler value.",
+                tags.fiedler, tags.fiedler_weighted
             ),
             svg,
         );

@@ -3,6 +3,7 @@
 mod analyze;
 mod cli;
 mod common;
+mod docs;
 mod families;
 mod hooks;
 mod import;
