@@ -450,7 +450,7 @@ mod tests {
         let all = series_in(model, None, None).unwrap().unwrap();
         assert_eq!(names(all), ["step3", "step20", "step100"]);
         let some = series_in(model, Some("100,step3,55"), None).unwrap().unwrap();
-        assert_eq!(some[2].location, Err("no such revision".into()));
+        assert_eq!(some[1].location, Err("no such revision".into()));
         assert_eq!(names(some), ["step3", "55", "step100"]);
         assert!(series_in(model, Some("main"), None).is_err());
         fs::create_dir(dir.path().join("checkpoint-20")).unwrap();
