@@ -187,7 +187,12 @@ fn analyze_subject(
 ) -> anyhow::Result<Analyzed> {
     let device = Default::default();
     let vocab = subject.model.config.vocab_size;
-    if let Some(&bad) = probes.input_ids.iter().flatten().find(|&&i| i as usize >= vocab) {
+    if let Some(&bad) = probes
+        .input_ids
+        .iter()
+        .flatten()
+        .find(|&&i| i as usize >= vocab)
+    {
         anyhow::bail!("probe token id {bad} is outside the model's vocabulary of {vocab}");
     }
     let seqs = &probes.input_ids;
@@ -297,7 +302,12 @@ impl AnalysisLog {
 
     /// Runs the hooks on one analysis and logs what they give, then syncs: a series
     /// killed after this keeps the revision.
-    fn evaluation(&mut self, step: usize, hooks: &[Box<dyn Hook>], a: &Analyzed) -> anyhow::Result<()> {
+    fn evaluation(
+        &mut self,
+        step: usize,
+        hooks: &[Box<dyn Hook>],
+        a: &Analyzed,
+    ) -> anyhow::Result<()> {
         let input = HookInput {
             evaluation: &a.evaluation,
             probe: &a.probe,
@@ -349,7 +359,15 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     print!("{}", render(&subject, &encoded, &analyzed.evaluation));
 
     if let Some(out) = &args.out {
-        write_out(out, args, &subject, &probes.texts, &encoded, &analyzed, &setup)?;
+        write_out(
+            out,
+            args,
+            &subject,
+            &probes.texts,
+            &encoded,
+            &analyzed,
+            &setup,
+        )?;
     }
     if let (Some(path), Some(seq)) = (&args.dump, &analyzed.dumped) {
         dump(path, &encoded[0], seq)?;

@@ -76,7 +76,11 @@ impl<B: Backend> Subject<B> {
                 .into_iter()
                 .map(|ids| Encoded {
                     tokens: ids.iter().map(|&i| vocab.token_name(i)).collect(),
-                    special: ids.iter().enumerate().map(|(p, &i)| p == 0 && Some(i) == bos).collect(),
+                    special: ids
+                        .iter()
+                        .enumerate()
+                        .map(|(p, &i)| p == 0 && Some(i) == bos)
+                        .collect(),
                     ids,
                 })
                 .collect();

@@ -133,7 +133,8 @@ pub fn series(model: &str, revisions: Option<&str>) -> Result<Option<Vec<Revisio
 /// - a hub id with `revisions` (`all` or a comma-separated list): the cached revisions
 ///   whose name carries a step (`refs/<name>` → `snapshots/<commit>/`);
 /// - a folder whose subfolders are named with a step (a Trainer `output_dir`, a
-///   sinkscope run's `checkpoints/`): each of them, with or without `revisions`;
+///   sinkscope run's `checkpoints/`): each of them, with or without `revisions` (only
+///   with `revisions` when the folder is itself a model, with a config.json);
 /// - a folder holding such a `checkpoints/` folder (a sinkscope run), with `revisions`.
 ///
 /// A listed name (`step1000` or just `1000`) that is not there becomes a [`Revision`]
@@ -148,6 +149,12 @@ pub fn series_in(
     let found = if path.is_dir() {
         let own = folder_revisions(path)?;
         let checkpoints = path.join("checkpoints");
+        // A Trainer output_dir with the final model beside its checkpoint-N folders
+        // is that model unless a series is asked for.
+        let is_model = path.join("config.json").is_file();
+        if is_model && revisions.is_none() {
+            return Ok(None);
+        }
         if !own.is_empty() {
             own
         } else if revisions.is_some() && checkpoints.is_dir() {
@@ -449,13 +456,19 @@ mod tests {
         let names = |revs: Vec<Revision>| revs.into_iter().map(|r| r.name).collect::<Vec<_>>();
         let all = series_in(model, None, None).unwrap().unwrap();
         assert_eq!(names(all), ["step3", "step20", "step100"]);
-        let some = series_in(model, Some("100,step3,55"), None).unwrap().unwrap();
+        let some = series_in(model, Some("100,step3,55"), None)
+            .unwrap()
+            .unwrap();
         assert_eq!(some[1].location, Err("no such revision".into()));
         assert_eq!(names(some), ["step3", "55", "step100"]);
         assert!(series_in(model, Some("main"), None).is_err());
         fs::create_dir(dir.path().join("checkpoint-20")).unwrap();
         let e = series_in(model, None, None).unwrap_err().to_string();
         assert!(e.contains("same step 20"), "{e}");
+        // a model folder with checkpoints in it is the model, unless asked
+        fs::write(dir.path().join("config.json"), "{}").unwrap();
+        assert_eq!(series_in(model, None, None).unwrap(), None);
+        assert_eq!(series_in(model, Some("3"), None).unwrap().unwrap().len(), 1);
         // a model folder is not a series
         let plain = tempfile::tempdir().unwrap();
         let plain = plain.path().to_str().unwrap();
@@ -469,7 +482,12 @@ mod tests {
         let repo = root.path().join("models--org--tiny");
         fs::create_dir_all(repo.join("refs")).unwrap();
         fs::create_dir_all(repo.join("snapshots/aaa")).unwrap();
-        for (name, hash) in [("step100", "aaa"), ("step20", "aaa"), ("step5", "bbb"), ("main", "aaa")] {
+        for (name, hash) in [
+            ("step100", "aaa"),
+            ("step20", "aaa"),
+            ("step5", "bbb"),
+            ("main", "aaa"),
+        ] {
             fs::write(repo.join("refs").join(name), hash).unwrap();
         }
         let revs = series_in("org/tiny", Some("all"), Some(root.path()))
@@ -479,7 +497,10 @@ mod tests {
         assert_eq!(steps, [5, 20, 100]);
         assert!(revs[0].location.as_ref().unwrap_err().contains("bbb"));
         assert_eq!(revs[2].location, Ok(repo.join("snapshots/aaa")));
-        assert_eq!(series_in("org/tiny", None, Some(root.path())).unwrap(), None);
+        assert_eq!(
+            series_in("org/tiny", None, Some(root.path())).unwrap(),
+            None
+        );
         assert!(series_in("org/other", Some("all"), Some(root.path())).is_err());
     }
 }

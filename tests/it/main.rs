@@ -11,6 +11,7 @@ mod published;
 mod reliability;
 mod report;
 mod scale;
+mod series;
 mod shards;
 mod tensorboard;
 mod training;

@@ -138,7 +138,10 @@ fn load_and_analyze(
     rev: &Revision,
     probes: &mut Option<Probes>,
 ) -> anyhow::Result<(Analyzed, String, crate::model::ModelConfig)> {
-    let path = rev.location.as_ref().map_err(|why| anyhow::anyhow!("{why}"))?;
+    let path = rev
+        .location
+        .as_ref()
+        .map_err(|why| anyhow::anyhow!("{why}"))?;
     let subject = Subject::<B>::load(&path.to_string_lossy(), &Default::default())?;
     let probes = match probes {
         Some(p) => p,
