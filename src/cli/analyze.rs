@@ -1,7 +1,10 @@
 //! `sinkscope analyze MODEL [--text T]... [--text-file F] [--max-len N] [--out DIR]
-//! [--dump FILE.safetensors] [--fisher] [--weights]`: the training hooks' analysis on a
-//! pretrained model (Hugging Face folder, hub id in the local cache, GGUF file) or a
-//! sinkscope checkpoint, with the sink tokens named.
+//! [--dump FILE.safetensors] [--fisher] [--weights] [--revisions all|A,B,…]`: the training
+//! hooks' analysis on a pretrained model (Hugging Face folder, hub id in the local cache,
+//! GGUF file) or a sinkscope checkpoint, with the sink tokens named; or on a series of
+//! checkpoints, one revision after the other (`series.rs`).
+
+mod series;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,7 +14,7 @@ use anyhow::Context;
 use burn::backend::{Autodiff, Flex};
 use burn::module::AutodiffModule;
 use clap::Args;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::analysis::names;
 use crate::analysis::{table, AnalysisConfig, AttentionMaps};
@@ -20,21 +23,29 @@ use crate::eval::{
     analyze_streaming, finish, fisher_trace, lm_batch, weight_matrices, EvalPlan, Evaluation,
     LayerMaps, SequenceCapture, Subject,
 };
-use crate::hooks::{hparams, registry, run_hooks, tags, HookInput, SessionRecords};
+use crate::hooks::tags::LayoutBuilder;
+use crate::hooks::{hparams, registry, run_hooks, Hook, HookInput, SessionRecords};
 use crate::import::tokenizer::Encoded;
 use crate::io::atomic;
 use crate::log::RunLog;
+
+/// The backend `analyze` runs on (Autodiff for `--fisher`'s backward pass).
+type B = Autodiff<Flex>;
 
 /// Arguments of `sinkscope analyze`.
 #[derive(Args, Debug)]
 pub struct AnalyzeArgs {
     /// A Hugging Face model folder, a hub id already in the local cache (org/name), a
-    /// .gguf file, or a sinkscope checkpoint or run folder.
+    /// .gguf file, or a sinkscope checkpoint or run folder. A folder whose subfolders
+    /// are checkpoints named with a step (step1000, checkpoint-1000, global_step1000,
+    /// step-00000300) is analyzed as a series.
     pub model: String,
     /// The texts.
     #[command(flatten)]
     pub input: TextArgs,
-    /// Write analysis.json, metrics.jsonl and TensorBoard logs here.
+    /// Write analysis.json, metrics.jsonl and TensorBoard logs here (for a series:
+    /// probes.json, metrics.jsonl and logs with step = each revision's step; a rerun
+    /// with the same folder skips the revisions already recorded).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Write the first text's input_ids, attentions [L,H,T,T] and hidden_states
@@ -53,6 +64,12 @@ pub struct AnalyzeArgs {
     /// Texts per forward pass.
     #[arg(long, default_value_t = 8)]
     pub batch: usize,
+    /// Analyze a series of checkpoints in step order: `all`, or names or steps
+    /// (`step1000,step2000` or `1000,2000`) — the cached revisions of a hub id
+    /// (Pythia's `step1000` branches), the step-named subfolders of a folder, or a
+    /// sinkscope run's checkpoints.
+    #[arg(long, value_name = "all|A,B,…")]
+    pub revisions: Option<String>,
 }
 
 /// What `analysis.json` holds.
@@ -71,46 +88,120 @@ struct TextOutput<'a> {
     input_ids: &'a [u32],
 }
 
-/// Runs the analysis and prints the per-layer summary.
-pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
-    type B = Autodiff<Flex>;
-    let device = Default::default();
-    let subject = Subject::<B>::load(&args.model, &device)?;
-    if let Some(c) = subject.caveat() {
-        eprintln!("note: {c}");
-    }
-    let texts = args.input.texts(&subject.probe_texts)?;
-    let encoded = args.input.encode(&subject, &texts)?;
-    let seqs: Vec<Vec<u32>> = encoded.iter().map(|e| e.ids.clone()).collect();
-    let inner = subject.model.valid();
-    let mut plan = EvalPlan {
-        analysis: match &args.config {
-            Some(p) => {
-                let text = std::fs::read_to_string(p)
-                    .with_context(|| format!("{}: cannot read", p.display()))?;
-                AnalysisConfig::from_toml(&text).with_context(|| p.display().to_string())?
+/// The probe inputs of an analysis: the texts and their tokens. A series chooses them
+/// once and records them (`probes.json`), so every revision sees the same ids.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+struct Probes {
+    texts: Vec<String>,
+    input_ids: Vec<Vec<u32>>,
+    tokens: Vec<Vec<String>>,
+    special: Vec<Vec<bool>>,
+}
+
+impl Probes {
+    /// The texts given on the command line, else a sinkscope checkpoint's own probe
+    /// windows (the hooks' token ids), else the default passages; tokenized by `subject`.
+    fn choose(input: &TextArgs, subject: &Subject<B>) -> anyhow::Result<Self> {
+        let given = !input.texts.is_empty() || input.text_file.is_some();
+        let (texts, encoded) = if !given && !subject.probe_inputs.is_empty() {
+            let mut encoded = subject.probe_inputs.clone();
+            for e in &mut encoded {
+                e.ids.truncate(input.max_len);
+                e.tokens.truncate(input.max_len);
+                e.special.truncate(input.max_len);
             }
-            None => AnalysisConfig::default(),
-        },
-        ..Default::default()
-    };
-    let hooks: Vec<_> = registry()
-        .into_iter()
-        .filter(|h| (args.weights || h.name() != "weights") && h.name() != "fisher")
-        .collect();
-    for h in &hooks {
-        h.plan(&mut plan);
+            (subject.probe_texts.clone(), encoded)
+        } else {
+            let texts = input.texts(&subject.probe_texts)?;
+            let encoded = input.encode(subject, &texts)?;
+            (texts, encoded)
+        };
+        Ok(Self {
+            texts,
+            input_ids: encoded.iter().map(|e| e.ids.clone()).collect(),
+            tokens: encoded.iter().map(|e| e.tokens.clone()).collect(),
+            special: encoded.into_iter().map(|e| e.special).collect(),
+        })
     }
-    let weights = if args.weights {
+
+    /// The probes as [`Encoded`] texts (for the table and analysis.json).
+    fn encoded(&self) -> Vec<Encoded> {
+        (0..self.input_ids.len())
+            .map(|i| Encoded {
+                ids: self.input_ids[i].clone(),
+                tokens: self.tokens[i].clone(),
+                special: self.special[i].clone(),
+            })
+            .collect()
+    }
+}
+
+/// What every analysis computes and logs: the plan and the hooks (all but Fisher's,
+/// which reads training gradients; the weight spectra only with `--weights`).
+struct Setup {
+    plan: EvalPlan,
+    hooks: Vec<Box<dyn Hook>>,
+}
+
+impl Setup {
+    fn new(args: &AnalyzeArgs) -> anyhow::Result<Self> {
+        let mut plan = EvalPlan {
+            analysis: match &args.config {
+                Some(p) => {
+                    let text = std::fs::read_to_string(p)
+                        .with_context(|| format!("{}: cannot read", p.display()))?;
+                    AnalysisConfig::from_toml(&text).with_context(|| p.display().to_string())?
+                }
+                None => AnalysisConfig::default(),
+            },
+            ..Default::default()
+        };
+        let hooks: Vec<_> = registry()
+            .into_iter()
+            .filter(|h| (args.weights || h.name() != "weights") && h.name() != "fisher")
+            .collect();
+        for h in &hooks {
+            h.plan(&mut plan);
+        }
+        Ok(Self { plan, hooks })
+    }
+}
+
+/// One model's analysis: the evaluation, the first probe's maps as head means per
+/// layer (what the heatmap hook reads), and with `--dump` the first probe whole.
+struct Analyzed {
+    evaluation: Evaluation,
+    probe: Vec<SequenceCapture>,
+    dumped: Option<SequenceCapture>,
+}
+
+/// The one analysis of `subject` on `probes`, shared by a single model and every
+/// revision of a series: attention layer by layer through the evaluation path, weight
+/// spectra and Fisher information as asked.
+fn analyze_subject(
+    args: &AnalyzeArgs,
+    setup: &Setup,
+    subject: &Subject<B>,
+    probes: &Probes,
+    step: Option<usize>,
+) -> anyhow::Result<Analyzed> {
+    let device = Default::default();
+    let vocab = subject.model.config.vocab_size;
+    if let Some(&bad) = probes
+        .input_ids
+        .iter()
+        .flatten()
+        .find(|&&i| i as usize >= vocab)
+    {
+        anyhow::bail!("probe token id {bad} is outside the model's vocabulary of {vocab}");
+    }
+    let seqs = &probes.input_ids;
+    let inner = subject.model.valid();
+    let weights = if setup.plan.weights {
         weight_matrices(&inner)?
     } else {
         Vec::new()
     };
-    if args.fisher && !subject.head {
-        println!(
-            "--fisher needs the output head (the loss), which this checkpoint has not: left out"
-        );
-    }
     let fisher = if args.fisher && subject.head {
         let cfg = &subject.model.config;
         let batches = seqs
@@ -129,11 +220,11 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     let mut means: Vec<f32> = Vec::new();
     let streamed = analyze_streaming(
         &inner,
-        &seqs,
+        seqs,
         subject.pad_id(),
         args.batch,
         true,
-        &plan.analysis,
+        &setup.plan.analysis,
         &device,
         &mut |lm: LayerMaps| {
             if lm.sequence == 0 {
@@ -149,42 +240,137 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
     )?;
     let null_mass: Vec<Option<&[f64]>> = streamed.iter().map(|s| s.null_mass.as_deref()).collect();
     let reports = streamed.iter().map(|s| s.report.clone()).collect();
-    let evaluation = finish(None, reports, &null_mass, &weights, fisher, &plan)?;
+    let evaluation = finish(step, reports, &null_mass, &weights, fisher, &setup.plan)?;
     let first = &streamed[0];
     let t = first.tokens.len();
     let layers = inner.config.n_layers;
-
-    print!("{}", render(&subject, &encoded, &evaluation));
-
-    if let Some(out) = &args.out {
+    let probe = if args.out.is_some() {
         // the heatmap hook reads head means only: one "head" per layer carries them
-        let probe = [SequenceCapture {
+        vec![SequenceCapture {
             tokens: first.tokens.clone(),
-            maps: AttentionMaps::new(layers, 1, t, std::mem::take(&mut means))?,
+            maps: AttentionMaps::new(layers, 1, t, means)?,
             hidden: None,
             final_hidden: None,
             null_mass: None,
-        }];
-        write_out(
-            out,
-            args,
-            &subject,
-            &texts,
-            &encoded,
-            &evaluation,
-            &probe,
-            &hooks,
-        )?;
-    }
-    if let Some(path) = &args.dump {
-        let seq = SequenceCapture {
+        }]
+    } else {
+        Vec::new()
+    };
+    let dumped = match args.dump {
+        Some(_) => Some(SequenceCapture {
             tokens: first.tokens.clone(),
             maps: AttentionMaps::stack(dumped)?,
             hidden: first.hidden.clone(),
             final_hidden: first.final_hidden.clone(),
             null_mass: None,
+        }),
+        None => None,
+    };
+    Ok(Analyzed {
+        evaluation,
+        probe,
+        dumped,
+    })
+}
+
+/// The logs of `analyze --out`, written the way the training hooks write theirs
+/// (`RunLog`, the hooks' tags, the custom-scalars layout, HParams records): one
+/// evaluation at step 0 for a model, one per revision at its step for a series.
+struct AnalysisLog {
+    log: RunLog,
+    layout: LayoutBuilder,
+    layout_written: bool,
+}
+
+impl AnalysisLog {
+    /// Opens the logs in `out`; `resume_from` as [`RunLog::open`].
+    fn open(out: &Path, resume_from: Option<usize>) -> anyhow::Result<Self> {
+        Ok(Self {
+            log: RunLog::open(out, resume_from)?,
+            layout: LayoutBuilder::default(),
+            layout_written: false,
+        })
+    }
+
+    /// The HParams session records and the model's name, at the first step.
+    fn start(&mut self, step: usize, session: &SessionRecords, about: &str) -> anyhow::Result<()> {
+        self.log.hparams(step, &session.experiment)?;
+        self.log.hparams(step, &session.start)?;
+        self.log.text("model", about, step)?;
+        Ok(())
+    }
+
+    /// Runs the hooks on one analysis and logs what they give, then syncs: a series
+    /// killed after this keeps the revision.
+    fn evaluation(
+        &mut self,
+        step: usize,
+        hooks: &[Box<dyn Hook>],
+        a: &Analyzed,
+    ) -> anyhow::Result<()> {
+        let input = HookInput {
+            evaluation: &a.evaluation,
+            probe: &a.probe,
         };
-        dump(path, &encoded[0], &seq)?;
+        let o = run_hooks(hooks, &input);
+        if self.layout.add(&o, self.log.filter()) || !self.layout_written {
+            self.log.layout(step, &self.layout.layout(false))?;
+            self.layout_written = true;
+        }
+        self.log.evaluation(
+            step,
+            &a.evaluation.summary.frame,
+            &o.scalars,
+            &o.histograms,
+            &o.images,
+        )?;
+        self.log.flush()?;
+        Ok(())
+    }
+
+    /// Marks the session as finished.
+    fn succeeded(&mut self, step: usize) -> anyhow::Result<()> {
+        self.log.hparams(step, &hparams::session_succeeded())?;
+        self.log.flush()?;
+        Ok(())
+    }
+}
+
+/// Runs the analysis of one model and prints the per-layer summary, or of a series
+/// of checkpoints (`--revisions`, or a folder of step-named checkpoints).
+pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
+    if let Some(revisions) = crate::import::series(&args.model, args.revisions.as_deref())? {
+        return series::run(args, revisions);
+    }
+    let setup = Setup::new(args)?;
+    let subject = Subject::<B>::load(&args.model, &Default::default())?;
+    if let Some(c) = subject.caveat() {
+        eprintln!("note: {c}");
+    }
+    if args.fisher && !subject.head {
+        println!(
+            "--fisher needs the output head (the loss), which this checkpoint has not: left out"
+        );
+    }
+    let probes = Probes::choose(&args.input, &subject)?;
+    let encoded = probes.encoded();
+    let analyzed = analyze_subject(args, &setup, &subject, &probes, None)?;
+
+    print!("{}", render(&subject, &encoded, &analyzed.evaluation));
+
+    if let Some(out) = &args.out {
+        write_out(
+            out,
+            args,
+            &subject,
+            &probes.texts,
+            &encoded,
+            &analyzed,
+            &setup,
+        )?;
+    }
+    if let (Some(path), Some(seq)) = (&args.dump, &analyzed.dumped) {
+        dump(path, &encoded[0], seq)?;
         println!("dump: {}", path.display());
     }
     Ok(())
@@ -314,16 +500,14 @@ fn top_sink_key(ev: &Evaluation, encoded: &[Encoded], l: usize) -> String {
     format!("{pos} {token} ({count}/{total} heads)")
 }
 
-#[allow(clippy::too_many_arguments)]
 fn write_out(
     out: &Path,
     args: &AnalyzeArgs,
-    subject: &Subject<Autodiff<Flex>>,
+    subject: &Subject<B>,
     texts: &[String],
     encoded: &[Encoded],
-    ev: &Evaluation,
-    probe: &[SequenceCapture],
-    hooks: &[Box<dyn crate::hooks::Hook>],
+    analyzed: &Analyzed,
+    setup: &Setup,
 ) -> anyhow::Result<()> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("{}: cannot create output folder", out.display()))?;
@@ -339,29 +523,20 @@ fn write_out(
                 input_ids: &e.ids,
             })
             .collect(),
-        evaluation: ev,
+        evaluation: &analyzed.evaluation,
     };
     let path = out.join("analysis.json");
     atomic::write_file(&path, &serde_json::to_vec_pretty(&json)?)
         .with_context(|| format!("{}: cannot write", path.display()))?;
-    let mut log = RunLog::open(out, None)?;
-    let input = HookInput {
-        evaluation: ev,
-        probe,
-    };
-    let o = run_hooks(hooks, &input);
+    let mut log = AnalysisLog::open(out, None)?;
     let session = SessionRecords::analysis(&args.model, &subject.family, &subject.model.config);
-    log.hparams(0, &session.experiment)?;
-    log.hparams(0, &session.start)?;
-    log.layout(0, &tags::layout(&o, log.filter(), false))?;
-    log.evaluation(0, &ev.summary.frame, &o.scalars, &o.histograms, &o.images)?;
-    log.text("model", &format!("{} ({})", args.model, subject.family), 0)?;
-    log.hparams(0, &hparams::session_succeeded())?;
-    log.flush()?;
+    log.start(0, &session, &format!("{} ({})", args.model, subject.family))?;
+    log.evaluation(0, &setup.hooks, analyzed)?;
+    log.succeeded(0)?;
     println!(
         "wrote {} and logs (tensorboard --logdir {})",
         path.display(),
-        log.tb_dir().display()
+        log.log.tb_dir().display()
     );
     Ok(())
 }

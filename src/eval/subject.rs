@@ -42,6 +42,9 @@ pub struct Subject<B: Backend> {
     /// synthetic task), the default input of `analyze` and `ablate`: a model trained
     /// on a synthetic task is only meaningful on that task. Empty for imported models.
     pub probe_texts: Vec<String>,
+    /// The same probe windows as the hooks' token ids, so `analyze` on a checkpoint
+    /// gives the values its training logged (re-encoding the text may differ).
+    pub probe_inputs: Vec<Encoded>,
     /// Whether the model has its output head (see [`crate::import::Imported::head`]):
     /// without it, loss, output KL and Fisher information are left out.
     pub head: bool,
@@ -65,8 +68,22 @@ impl<B: Backend> Subject<B> {
         };
         if let Some(dir) = checkpoint_dir {
             let (model, meta) = checkpoint::load_model::<B>(&dir, device)?;
-            let probe_texts = run_probe_texts(&meta.recipe);
+            let probe_ids = run_probe_inputs(&meta.recipe);
             let vocab = data::vocabulary(&meta.recipe.data, |p| meta.recipe.resolve(p))?;
+            let probe_texts = probe_ids.iter().map(|ids| vocab.decode(ids)).collect();
+            let bos = vocab.bos.filter(|_| meta.recipe.data.bos);
+            let probe_inputs = probe_ids
+                .into_iter()
+                .map(|ids| Encoded {
+                    tokens: ids.iter().map(|&i| vocab.token_name(i)).collect(),
+                    special: ids
+                        .iter()
+                        .enumerate()
+                        .map(|(p, &i)| p == 0 && Some(i) == bos)
+                        .collect(),
+                    ids,
+                })
+                .collect();
             return Ok(Self {
                 model,
                 tokenizer: SubjectTokenizer::Run {
@@ -76,6 +93,7 @@ impl<B: Backend> Subject<B> {
                 family: "sinkscope".into(),
                 source: dir.display().to_string(),
                 probe_texts,
+                probe_inputs,
                 head: true,
             });
         }
@@ -86,6 +104,7 @@ impl<B: Backend> Subject<B> {
             family: imported.family,
             source: imported.source.display().to_string(),
             probe_texts: Vec::new(),
+            probe_inputs: Vec::new(),
             head: imported.head,
         })
     }
@@ -156,16 +175,11 @@ impl<B: Backend> Subject<B> {
     }
 }
 
-/// The probe windows the run's hooks analysed, as text (BOS left to the tokenizer;
-/// with a BPE vocabulary, re-encoding the text may cut a window's edges differently);
-/// empty, with a warning, when the run's data can no longer be read.
-fn run_probe_texts(recipe: &Recipe) -> Vec<String> {
+/// The probe windows the run's hooks analysed (BOS included); empty, with a warning,
+/// when the run's data can no longer be read.
+fn run_probe_inputs(recipe: &Recipe) -> Vec<Vec<u32>> {
     match Corpus::load(&recipe.data, recipe.model.is_causal(), |p| p.to_path_buf()) {
-        Ok(corpus) => corpus
-            .probe_inputs(recipe.hooks.probes.max(1))
-            .into_iter()
-            .map(|ids| corpus.vocabulary().decode(&ids))
-            .collect(),
+        Ok(corpus) => corpus.probe_inputs(recipe.hooks.probes.max(1)),
         Err(e) => {
             tracing::warn!("the run's data cannot be read ({e}); using the default texts");
             Vec::new()

@@ -96,14 +96,46 @@ impl SessionRecords {
     /// The records of `sinkscope analyze` on `model` (a path or hub id) of
     /// `family` with configuration `config`.
     pub fn analysis(model: &str, family: &str, config: &ModelConfig) -> Self {
+        Self::analyses(model, family, config, &[])
+    }
+
+    /// The records of `sinkscope analyze` on a series of checkpoints of `model`:
+    /// those of [`SessionRecords::analysis`] plus the revision range (first and last
+    /// revision, their steps, how many).
+    pub fn series(
+        model: &str,
+        family: &str,
+        config: &ModelConfig,
+        first: (&str, u64),
+        last: (&str, u64),
+        count: usize,
+    ) -> Self {
+        let extra = [
+            ("revisions.first", ProtoValue::string(first.0)),
+            ("revisions.last", ProtoValue::string(last.0)),
+            ("revisions.first_step", ProtoValue::number(first.1 as f64)),
+            ("revisions.last_step", ProtoValue::number(last.1 as f64)),
+            ("revisions.count", ProtoValue::number(count as f64)),
+        ];
+        Self::analyses(model, family, config, &extra)
+    }
+
+    fn analyses(
+        model: &str,
+        family: &str,
+        config: &ModelConfig,
+        extra: &[(&str, ProtoValue)],
+    ) -> Self {
         let mut own: BTreeMap<String, ProtoValue> = flatten(config)
             .into_iter()
             .map(|(k, v)| (format!("model.{k}"), v))
             .collect();
         own.insert("model".into(), ProtoValue::string(model));
         own.insert("family".into(), ProtoValue::string(family));
+        own.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
         let columns: Vec<(String, String)> = [("model", "model"), ("family", "family")]
             .into_iter()
+            .chain(extra.iter().map(|(k, _)| (*k, *k)))
             .chain(
                 MAIN_TRAINING_HPARAMS
                     .into_iter()

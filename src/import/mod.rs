@@ -35,7 +35,9 @@ use crate::model::{ModelConfig, Transformer};
 
 pub use error::{ImportError, ImportErrorKind};
 pub use hf_config::HfConfig;
-pub use resolve::{hub_cache_root, resolve, resolve_in, ModelLocation};
+pub use resolve::{
+    hub_cache_root, resolve, resolve_in, series, series_in, ModelLocation, Revision,
+};
 pub use tokenizer::{read_text_file, Encoded, TextTokenizer};
 
 use families::Table;

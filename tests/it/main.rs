@@ -12,6 +12,7 @@ mod published;
 mod reliability;
 mod report;
 mod scale;
+mod series;
 mod shards;
 mod tensorboard;
 mod training;
