@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::{analyze_subject, AnalysisLog, AnalyzeArgs, Analyzed, Probes, Setup, B};
+use crate::analysis::names;
 use crate::eval::Subject;
 use crate::hooks::SessionRecords;
 use crate::import::Revision;
@@ -273,8 +274,8 @@ fn summary_line(rev: &Revision, a: &Analyzed) -> String {
         "step {:>9} {}: sink rate {:.1} %, first-token mass {:.3} (means over layers)",
         rev.step,
         rev.name,
-        mean("sink/rate"),
-        mean("sink/first_token_mass")
+        mean(names::SINK_RATE),
+        mean(names::FIRST_TOKEN_MASS)
     )
 }
 
