@@ -161,6 +161,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         let probe = [SequenceCapture {
             tokens: first.tokens.clone(),
             maps: AttentionMaps::new(layers, 1, t, std::mem::take(&mut means))?,
+            values: None,
             hidden: None,
             final_hidden: None,
             null_mass: None,
@@ -180,6 +181,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         let seq = SequenceCapture {
             tokens: first.tokens.clone(),
             maps: AttentionMaps::stack(dumped)?,
+            values: None,
             hidden: first.hidden.clone(),
             final_hidden: first.final_hidden.clone(),
             null_mass: None,

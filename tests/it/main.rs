@@ -12,5 +12,6 @@ mod reliability;
 mod report;
 mod scale;
 mod shards;
+mod taps;
 mod tensorboard;
 mod training;
