@@ -361,7 +361,10 @@ mod tests {
         });
         let flat = maps_from(2, 4, 16, true, |_, _, _, _| 0.0);
         let cfg = AnalysisConfig::default();
-        let (a, b) = (analyze(&sink, None, None, &cfg), analyze(&flat, None, None, &cfg));
+        let (a, b) = (
+            analyze(&sink, None, None, &cfg),
+            analyze(&flat, None, None, &cfg),
+        );
         let tags: Vec<String> = a.scalars().into_iter().map(|(t, _)| t).collect();
         for want in [
             "sink/rate/layer_00",

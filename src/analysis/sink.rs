@@ -170,9 +170,7 @@ impl LayerSink {
     /// head count not dividing H, no such layer).
     pub fn add_value_norms(&mut self, norms: &ValueNorms, layer: usize, seq_len: usize) {
         let (heads, kv) = (self.heads.len(), norms.kv_heads());
-        let fits = layer < norms.layers()
-            && norms.seq_len() == seq_len
-            && heads.is_multiple_of(kv);
+        let fits = layer < norms.layers() && norms.seq_len() == seq_len && heads.is_multiple_of(kv);
         if !fits {
             return;
         }
@@ -180,7 +178,11 @@ impl LayerSink {
             let own = norms.head(layer, kv_head_of(h.head, heads, kv));
             h.value_norm_ratio = value_norm_ratio(own, h.top_key);
         }
-        let ratios: Vec<f64> = self.heads.iter().filter_map(|h| h.value_norm_ratio).collect();
+        let ratios: Vec<f64> = self
+            .heads
+            .iter()
+            .filter_map(|h| h.value_norm_ratio)
+            .collect();
         self.value_norm_ratio =
             (!ratios.is_empty()).then(|| ratios.iter().sum::<f64>() / ratios.len() as f64);
     }
@@ -271,13 +273,17 @@ mod tests {
         // one kv head for both (GQA group of 2): norms 0.5, 2, 4
         // head 0: 0.5 / mean(2, 4) = 1/6; head 1: 4 / mean(0.5, 2) = 3.2
         let mut s = sink.clone();
-        s.add_value_norms(&ValueNorms::new(1, 1, 3, vec![0.5, 2.0, 4.0]).unwrap(), 0, 3);
+        s.add_value_norms(
+            &ValueNorms::new(1, 1, 3, vec![0.5, 2.0, 4.0]).unwrap(),
+            0,
+            3,
+        );
         assert!((s.heads[0].value_norm_ratio.unwrap() - 1.0 / 6.0).abs() < 1e-12);
         assert!((s.heads[1].value_norm_ratio.unwrap() - 3.2).abs() < 1e-12);
         assert!((s.value_norm_ratio.unwrap() - (1.0 / 6.0 + 3.2) / 2.0).abs() < 1e-12);
         // one kv head each; layer 1 of a two-layer stack: head 1 reads [1, 1, 6] → 6
-        let norms = ValueNorms::new(2, 2, 3, [[9.0; 6], [0.5, 2.0, 4.0, 1.0, 1.0, 6.0]].concat())
-            .unwrap();
+        let norms =
+            ValueNorms::new(2, 2, 3, [[9.0; 6], [0.5, 2.0, 4.0, 1.0, 1.0, 6.0]].concat()).unwrap();
         let mut s = sink.clone();
         s.add_value_norms(&norms, 1, 3);
         assert!((s.heads[1].value_norm_ratio.unwrap() - 6.0).abs() < 1e-12);

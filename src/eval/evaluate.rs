@@ -55,7 +55,12 @@ pub fn evaluate(
     let reports: Vec<AttentionReport> = probe
         .iter()
         .map(|s| {
-            analysis::analyze(&s.maps, s.hidden.as_ref(), s.values.as_ref(), &plan.analysis)
+            analysis::analyze(
+                &s.maps,
+                s.hidden.as_ref(),
+                s.values.as_ref(),
+                &plan.analysis,
+            )
         })
         .collect();
     let null_mass: Vec<Option<&[f64]>> = probe.iter().map(|s| s.null_mass.as_deref()).collect();

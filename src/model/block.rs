@@ -81,7 +81,9 @@ impl<B: Backend> Block<B> {
         let mlp_norm = |h: Tensor<B, 3>| apply(&self.mlp_norm, h);
         match self.kind {
             BlockKind::Pre | BlockKind::Sandwich => {
-                let a = self.attn.forward(attn_norm(x.clone()), ctx, score_bias, taps);
+                let a = self
+                    .attn
+                    .forward(attn_norm(x.clone()), ctx, score_bias, taps);
                 let h = x + self.dropout.forward(apply(&self.attn_post_norm, a));
                 let m = self.mlp.forward(mlp_norm(h.clone()));
                 let m = apply(&self.mlp_post_norm, m);
@@ -100,7 +102,9 @@ impl<B: Backend> Block<B> {
                 mlp_norm(h + self.dropout.forward(m))
             }
             BlockKind::Parallel => {
-                let a = self.attn.forward(attn_norm(x.clone()), ctx, score_bias, taps);
+                let a = self
+                    .attn
+                    .forward(attn_norm(x.clone()), ctx, score_bias, taps);
                 let m = self.mlp.forward(mlp_norm(x.clone()));
                 x + self.dropout.forward(a) + self.dropout.forward(m)
             }

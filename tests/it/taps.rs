@@ -7,7 +7,9 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use sinkscope::analysis::AnalysisConfig;
 use sinkscope::eval::{analyze_streaming, capture, evaluate, EvalPlan};
-use sinkscope::model::{Batch, ForwardOptions, LayerTaps, ModelConfig, PositionKind, Taps, Transformer};
+use sinkscope::model::{
+    Batch, ForwardOptions, LayerTaps, ModelConfig, PositionKind, Taps, Transformer,
+};
 
 use sinkscope::import::load;
 
@@ -59,7 +61,12 @@ fn every_tap_is_what_it_says() {
     let c = &out.captured;
     let l = cfg.n_layers;
     assert_eq!(
-        (c.scores.len(), c.probs.len(), c.values.len(), c.head_outputs.len()),
+        (
+            c.scores.len(),
+            c.probs.len(),
+            c.values.len(),
+            c.head_outputs.len()
+        ),
         (l, l, l, l)
     );
     assert_eq!(c.residuals.len(), l + 1);
@@ -74,7 +81,12 @@ fn every_tap_is_what_it_says() {
             .as_ref()
             .unwrap()
             .forward(c.residuals[layer].clone());
-        let v = block.attn.v.forward(x).reshape([b, t, kv, dh]).swap_dims(1, 2);
+        let v = block
+            .attn
+            .v
+            .forward(x)
+            .reshape([b, t, kv, dh])
+            .swap_dims(1, 2);
         let want: Vec<f64> = host(v).into_iter().map(f64::from).collect();
         assert!(max_diff(&host(c.values[layer].clone()), &want) < 1e-6);
 
@@ -149,9 +161,16 @@ fn only_the_taps_asked_for_are_kept_and_logits_do_not_change() {
         ];
         assert_eq!(counts, want, "{one:?}");
         assert_eq!(c.final_hidden.is_some(), one.residuals);
-        assert_eq!(host(out.logits.clone()), host(plain.logits.clone()), "{one:?}");
+        assert_eq!(
+            host(out.logits.clone()),
+            host(plain.logits.clone()),
+            "{one:?}"
+        );
         if one.values {
-            assert_eq!(host(c.values[1].clone()), host(all.captured.values[1].clone()));
+            assert_eq!(
+                host(c.values[1].clone()),
+                host(all.captured.values[1].clone())
+            );
         }
     }
 
@@ -172,18 +191,33 @@ fn only_the_taps_asked_for_are_kept_and_logits_do_not_change() {
     assert!(out.captured.probs.is_empty() && out.captured.values.is_empty());
     assert_eq!(
         seen,
-        [(0, want, false, true, true, false), (1, want, false, true, true, false)]
+        [
+            (0, want, false, true, true, false),
+            (1, want, false, true, true, false)
+        ]
     );
     seen.clear();
-    let mut visit = |layer: usize, _: LayerTaps<B>| seen.push((layer, Taps::NONE, false, false, false, false));
-    m.forward_visit(&input, &ForwardOptions::capture(Taps::RESIDUALS), &mut visit);
+    let mut visit =
+        |layer: usize, _: LayerTaps<B>| seen.push((layer, Taps::NONE, false, false, false, false));
+    m.forward_visit(
+        &input,
+        &ForwardOptions::capture(Taps::RESIDUALS),
+        &mut visit,
+    );
     assert!(seen.is_empty());
 }
 
 /// ‖v_s‖ / mean_{j≠s} ‖v_j‖ per query head (s = its most attended key, by column sum),
 /// averaged over heads: written from the definition in docs/METRICS.md, on the raw
 /// tensors of a forward pass.
-fn value_norm_ratio_by_hand(probs: &[f32], values: &[f32], h: usize, kv: usize, t: usize, dh: usize) -> f64 {
+fn value_norm_ratio_by_hand(
+    probs: &[f32],
+    values: &[f32],
+    h: usize,
+    kv: usize,
+    t: usize,
+    dh: usize,
+) -> f64 {
     let mut total = 0.0;
     for head in 0..h {
         let map = &probs[head * t * t..(head + 1) * t * t];
@@ -205,11 +239,17 @@ fn value_norm_ratio_reaches_the_scalars_through_both_evaluation_paths() {
     let cfg = gqa();
     let dev = Default::default();
     let m = Transformer::<B>::init(&cfg, 5, &dev);
-    let seqs: Vec<Vec<u32>> = vec![(0..12).map(|i| (i * 7 + 3) % 250).collect(), (0..8).map(|i| (i * 11 + 1) % 250).collect()];
+    let seqs: Vec<Vec<u32>> = vec![
+        (0..12).map(|i| (i * 7 + 3) % 250).collect(),
+        (0..8).map(|i| (i * 11 + 1) % 250).collect(),
+    ];
     let (h, kv, dh) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim());
     let probe = capture(&m, &seqs, 0, false, &dev).unwrap();
     let values = probe[0].values.as_ref().unwrap();
-    assert_eq!((values.layers(), values.kv_heads(), values.seq_len()), (2, kv, 12));
+    assert_eq!(
+        (values.layers(), values.kv_heads(), values.seq_len()),
+        (2, kv, 12)
+    );
     let plan = EvalPlan::default();
     let ev = evaluate(None, &probe, &[], None, &plan).unwrap();
     for (s, seq) in seqs.iter().enumerate() {
@@ -220,7 +260,9 @@ fn value_norm_ratio_reaches_the_scalars_through_both_evaluation_paths() {
             ids: Tensor::from_data(TensorData::new(ids, [1, t]), &dev),
             padding: None,
         };
-        let c = m.forward(&one, &ForwardOptions::capture(Taps::PROBS | Taps::VALUES)).captured;
+        let c = m
+            .forward(&one, &ForwardOptions::capture(Taps::PROBS | Taps::VALUES))
+            .captured;
         for layer in 0..cfg.n_layers {
             let want = value_norm_ratio_by_hand(
                 &host(c.probs[layer].clone()),
@@ -231,7 +273,10 @@ fn value_norm_ratio_reaches_the_scalars_through_both_evaluation_paths() {
                 dh,
             );
             let got = ev.reports[s].layers[layer].sink.value_norm_ratio.unwrap();
-            assert!((got - want).abs() < 1e-4 * want, "seq {s} layer {layer}: {got} vs {want}");
+            assert!(
+                (got - want).abs() < 1e-4 * want,
+                "seq {s} layer {layer}: {got} vs {want}"
+            );
         }
     }
     let scalars = ev.scalars();
@@ -244,11 +289,24 @@ fn value_norm_ratio_reaches_the_scalars_through_both_evaluation_paths() {
     let mean0 = (ev.reports[0].layers[0].sink.value_norm_ratio.unwrap()
         + ev.reports[1].layers[0].sink.value_norm_ratio.unwrap())
         / 2.0;
-    let (_, logged) = tagged.iter().find(|(t, _)| t == "sink/value_norm_ratio/layer_00").unwrap();
+    let (_, logged) = tagged
+        .iter()
+        .find(|(t, _)| t == "sink/value_norm_ratio/layer_00")
+        .unwrap();
     assert!((logged - mean0).abs() < 1e-12);
 
     // `analyze`'s layer-by-layer path reports the same ratios
-    let streamed = analyze_streaming(&m, &seqs, 0, 2, false, &AnalysisConfig::default(), &dev, &mut |_| Ok(())).unwrap();
+    let streamed = analyze_streaming(
+        &m,
+        &seqs,
+        0,
+        2,
+        false,
+        &AnalysisConfig::default(),
+        &dev,
+        &mut |_| Ok(()),
+    )
+    .unwrap();
     for (st, r) in streamed.iter().zip(&ev.reports) {
         for (a, b) in st.report.layers.iter().zip(&r.layers) {
             assert_eq!(a.sink.value_norm_ratio, b.sink.value_norm_ratio);
