@@ -342,7 +342,7 @@ fn values_and_their_ratio_match_transformers() {
         let d = max_abs_diff("values", &got, &values.values);
         assert!(d < 1e-4, "{prefix}values differ by {d}");
 
-        let probe = capture(&m.model, &[enc.ids.clone()], 0, false, &dev).unwrap();
+        let probe = capture(&m.model, std::slice::from_ref(&enc.ids), 0, false, &dev).unwrap();
         let ev = evaluate(None, &probe, &[], None, &EvalPlan::default()).unwrap();
         let attentions = &want[&format!("{prefix}attentions")].values;
         for layer in 0..m.config.n_layers {
