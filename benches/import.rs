@@ -21,7 +21,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use sinkscope::import::load;
-use sinkscope::model::{Batch, ForwardOptions};
+use sinkscope::model::{Batch, ForwardOptions, Taps};
 
 type B = Flex;
 
@@ -159,11 +159,7 @@ fn batch() -> Batch<B> {
 }
 
 fn capture_all() -> ForwardOptions {
-    ForwardOptions {
-        attentions: true,
-        residuals: true,
-        ablation: None,
-    }
+    ForwardOptions::capture(Taps::PROBS | Taps::RESIDUALS)
 }
 
 /// One load and one capturing forward pass, with peak memory, printed as the headline.

@@ -89,6 +89,18 @@ pub enum AnalysisError {
         /// The offending value.
         value: f32,
     },
+    /// A value-vector norm is NaN, infinite or negative (a value vector held NaN or ±∞).
+    #[error("value norms layer {layer} kv head {kv_head}: bad norm {value} at key {key}")]
+    BadValueNorm {
+        /// Layer index.
+        layer: usize,
+        /// Key/value head index.
+        kv_head: usize,
+        /// Key position.
+        key: usize,
+        /// The offending norm.
+        value: f32,
+    },
     /// Hidden states and attention maps disagree on the number of layers or tokens.
     #[error("hidden states do not match the attention maps: {0}")]
     HiddenMismatch(String),

@@ -40,7 +40,7 @@ fn shape_len(what: &'static str, shape: &[usize]) -> Result<usize, AnalysisError
 
 /// Checks a named shape against a buffer of `got` values: no dimension 0, no overflow,
 /// and the product equal to `got`. Each error names `what` and the problem.
-fn check_shape<const N: usize>(
+pub(super) fn check_shape<const N: usize>(
     what: &'static str,
     dims: [(&'static str, usize); N],
     got: usize,

@@ -30,6 +30,7 @@ pub mod sink;
 pub mod stats;
 pub mod table;
 pub mod topology;
+pub mod values;
 pub mod weights;
 
 use rayon::prelude::*;
@@ -41,9 +42,11 @@ pub use frame::{FrameEvidence, FrameType, FrameVerdict};
 pub use maps::{AttentionMaps, HiddenStates};
 pub use report::{summarize, AttentionReport, HeadReport, LayerReport, Summary};
 pub use topology::{rips_persistence, Bar, Diagrams, RipsInput, TopologyMode};
+pub use values::ValueNorms;
 pub use weights::{weight_spectrum, WeightSpectrum};
 
-/// Every metric of one sequence's attention maps (and residual stream, if given).
+/// Every metric of one sequence's attention maps (and residual stream and value-vector
+/// norms, if given).
 ///
 /// `cfg` should have passed [`AnalysisConfig::validate`]; out-of-range values are clamped
 /// where a metric needs it rather than failing here. Causality is `cfg.causal`, or
@@ -51,41 +54,39 @@ pub use weights::{weight_spectrum, WeightSpectrum};
 pub fn analyze(
     maps: &AttentionMaps,
     hidden: Option<&HiddenStates>,
+    values: Option<&ValueNorms>,
     cfg: &AnalysisConfig,
 ) -> AttentionReport {
     let detected = maps.is_causal();
     let causal = cfg.causal.unwrap_or(detected);
     let layers: Vec<LayerReport> = (0..maps.layers())
         .into_par_iter()
-        .map(|l| analyze_layer(maps, l, l, causal, detected, cfg))
+        .map(|l| analyze_layer(maps, l, l, causal, detected, values, cfg))
         .collect();
     assemble(layers, maps.heads(), maps.seq_len(), detected, hidden, cfg)
 }
 
-/// The metrics of layer `l` of `maps`, reported as layer `index` (a streaming caller
-/// hands one layer at a time, each as its own [`AttentionMaps`]). `causal`: analyze as a
-/// causal map; `triangular`: the maps are zero above the diagonal, so their eigenvalues
-/// are their diagonal.
+/// The metrics of layer `l` of `maps` (and of `values`, indexed alike), reported as
+/// layer `index` (a streaming caller hands one layer at a time, each as its own
+/// [`AttentionMaps`] and [`ValueNorms`]). `causal`: analyze as a causal map;
+/// `triangular`: the maps are zero above the diagonal, so their eigenvalues are their
+/// diagonal.
 pub fn analyze_layer(
     maps: &AttentionMaps,
     l: usize,
     index: usize,
     causal: bool,
     triangular: bool,
+    values: Option<&ValueNorms>,
     cfg: &AnalysisConfig,
 ) -> LayerReport {
     let (h, t) = (maps.heads(), maps.seq_len());
     let layer = maps.layer(l);
     let mean = maps.head_mean(l);
-    let sink = sink::layer_sink(
-        layer,
-        h,
-        t,
-        causal,
-        cfg.sink_epsilon,
-        cfg.sink_percentile,
-        cfg.specialized_mass,
-    );
+    let mut sink = sink::layer_sink(layer, h, t, causal, cfg);
+    if let Some(v) = values {
+        sink.add_value_norms(v, l, t);
+    }
     let full_max = cfg.spectra_full_max_tokens;
     // the layer-wide parts and the heads are independent: rayon runs them side by side
     let ((info, graph), (topology, spectra)) = rayon::join(
@@ -284,7 +285,7 @@ mod tests {
                 jitter(l, h, i, j)
             }
         });
-        let r = analyze(&maps, None, &AnalysisConfig::default());
+        let r = analyze(&maps, None, None, &AnalysisConfig::default());
         assert!(r.causal && r.causal_detected);
         assert_eq!(r.frame.frame_type, FrameType::Centralized);
         for l in &r.layers {
@@ -317,7 +318,7 @@ mod tests {
     fn uniform_causal_attention_has_no_sink() {
         // anchors.md §6: a sink-free model reads the uniform baseline, H_64/64 ≈ 0.074
         let maps = maps_from(3, 4, 64, true, |_, _, _, _| 0.0);
-        let r = analyze(&maps, None, &AnalysisConfig::default());
+        let r = analyze(&maps, None, None, &AnalysisConfig::default());
         assert_eq!(r.frame.frame_type, FrameType::None);
         let baseline: f64 = (1..=64).map(|i| 1.0 / i as f64).sum::<f64>() / 64.0;
         for l in &r.layers {
@@ -340,7 +341,7 @@ mod tests {
                 jitter(l, h, i, j)
             }
         });
-        let r = analyze(&maps, None, &AnalysisConfig::default());
+        let r = analyze(&maps, None, None, &AnalysisConfig::default());
         assert!(!r.causal);
         assert_eq!(r.frame.frame_type, FrameType::Bidirectional);
     }
@@ -355,7 +356,7 @@ mod tests {
                 jitter(l, h, i, j)
             }
         });
-        let r = analyze(&maps, None, &AnalysisConfig::default());
+        let r = analyze(&maps, None, None, &AnalysisConfig::default());
         assert_eq!(r.frame.frame_type, FrameType::Distributed, "{:?}", r.frame);
         // only head 0 sinks on the first token: Gu's rate over the layer is 25 %
         assert_eq!(r.sink_rate, 25.0);
@@ -372,7 +373,10 @@ mod tests {
         });
         let flat = maps_from(2, 4, 16, true, |_, _, _, _| 0.0);
         let cfg = AnalysisConfig::default();
-        let (a, b) = (analyze(&sink, None, &cfg), analyze(&flat, None, &cfg));
+        let (a, b) = (
+            analyze(&sink, None, None, &cfg),
+            analyze(&flat, None, None, &cfg),
+        );
         let tags: Vec<String> = a.scalars().into_iter().map(|(t, _)| t).collect();
         for want in [
             "sink/rate/layer_00",
@@ -423,7 +427,7 @@ mod tests {
             ..AnalysisConfig::default()
         };
         let hidden = HiddenStates::new(3, 8, 4, (0..96).map(|x| x as f32).collect()).unwrap();
-        let r = analyze(&maps, Some(&hidden), &cfg);
+        let r = analyze(&maps, Some(&hidden), None, &cfg);
         assert!(r.causal && !r.causal_detected);
         assert!(r.notes[0].contains("causal"));
         assert_eq!(r.massive.as_ref().unwrap().len(), 3);
@@ -432,7 +436,7 @@ mod tests {
         assert!(json["layers"][0].get("fiedler").is_none());
         // wrong stack height is noted, not fatal
         let short = HiddenStates::new(2, 8, 4, vec![1.0; 64]).unwrap();
-        let r = analyze(&maps, Some(&short), &cfg);
+        let r = analyze(&maps, Some(&short), None, &cfg);
         assert!(r.notes.iter().any(|n| n.contains("hidden states")));
     }
 
@@ -441,7 +445,7 @@ mod tests {
         for t in [1, 2] {
             for causal in [true, false] {
                 let maps = maps_from(1, 2, t, causal, jitter);
-                let r = analyze(&maps, None, &AnalysisConfig::default());
+                let r = analyze(&maps, None, None, &AnalysisConfig::default());
                 assert_eq!(r.layers.len(), 1);
                 let _ = r.scalars();
                 serde_json::to_string(&r).unwrap();
@@ -464,7 +468,7 @@ mod tests {
             },
             ..AnalysisConfig::default()
         };
-        let r = analyze(&maps, None, &cfg);
+        let r = analyze(&maps, None, None, &cfg);
         for l in &r.layers {
             let b = l.betti.as_ref().unwrap();
             assert_eq!(b.get("0"), Some(&30));

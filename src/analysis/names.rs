@@ -63,6 +63,8 @@ pub const SINK_CONCENTRATION: &str = "sink/concentration";
 pub const SPECIALIZED_HEADS: &str = "sink/specialized_heads";
 /// Attention mass on an appended null key, per layer (when the model has one).
 pub const NULL_MASS: &str = "sink/null_mass";
+/// ‖v‖ of each head's top key over the mean ‖v‖ of the others, mean over heads, per layer.
+pub const VALUE_NORM_RATIO: &str = "sink/value_norm_ratio";
 
 /// Share of heads with a sink, over the probe.
 pub const FRAME_SINK_HEAD_SHARE: &str = "frame/sink_head_share";
@@ -137,12 +139,13 @@ pub const TRAIN_HELDOUT_LOSS: &str = "train/heldout_loss";
 
 /// Every metric above (the families' own per-layer tags aside), for the test that
 /// the docs name them and the one that nothing is logged under another name.
-pub const METRICS: [&str; 39] = [
+pub const METRICS: [&str; 40] = [
     SINK_RATE,
     FIRST_TOKEN_MASS,
     SINK_CONCENTRATION,
     SPECIALIZED_HEADS,
     NULL_MASS,
+    VALUE_NORM_RATIO,
     FRAME_SINK_HEAD_SHARE,
     FRAME_TOP_POSITION_SHARE,
     FRAME_TYPE,
@@ -339,7 +342,7 @@ mod tests {
             },
             ..AnalysisConfig::default()
         };
-        let report = analyze(&maps, Some(&hidden), &cfg);
+        let report = analyze(&maps, Some(&hidden), None, &cfg);
         let summary = summarize(&[report]);
         let tags: Vec<String> = summary.scalars().into_iter().map(|(t, _)| t).collect();
         for family in [family::SINK, family::FRAME, family::GRAPH, family::TOPO] {

@@ -3,7 +3,8 @@
 //!
 //! The structs serialize directly to the JSON of `sinkscope metrics --json`
 //! (`{"layers": [{"layer", "sink_rate", "first_token_mass", "sink_concentration",
-//! "fiedler": {"0.001": …, "weighted": …}, "centralization": {…}, "kl", "kl_sink_removed",
+//! "value_norm_ratio", "fiedler": {"0.001": …, "weighted": …}, "centralization": {…}, "kl",
+//! "kl_sink_removed",
 //! "betti": {"0": n, "1": n}, …}], "frame_type": …}`); `docs/METRICS.md` lists every key.
 
 use std::collections::HashMap;
@@ -141,6 +142,7 @@ impl AttentionReport {
                 at(tag::SPECIALIZED_HEADS),
                 Some(s.specialized_heads.len() as f64),
             );
+            out.push(at(tag::VALUE_NORM_RATIO), s.value_norm_ratio);
             if self.per_head_scalars {
                 for h in &s.heads {
                     out.push(

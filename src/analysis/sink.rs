@@ -1,13 +1,17 @@
 //! Attention-sink metrics of one layer: Gu et al.'s sink score and sink rate, the
-//! first-token mass, the column-mass sink set and its concentration, specialized heads.
+//! first-token mass, the column-mass sink set and its concentration, specialized heads,
+//! and (given the value vectors) the value-norm ratio of each head's top key.
 //!
 //! Sources: Gu et al., "When Attention Sink Emerges in Language Models"
 //! (`sail-sg/Attention-Sink`, `eval_sink_open_source.py`) for α_k and the sink rate; the
-//! paper's `KL.ipynb` and `rmt.ipynb` (arXiv 2508.02546) for the column-mass sink set.
+//! paper's `KL.ipynb` and `rmt.ipynb` (arXiv 2508.02546) for the column-mass sink set;
+//! `values.rs` for the value-norm ratio.
 
 use serde::Serialize;
 
+use super::config::AnalysisConfig;
 use super::stats::{argmax, percentile};
+use super::values::{kv_head_of, value_norm_ratio, ValueNorms};
 
 /// Sink statistics of one head.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,6 +26,9 @@ pub struct HeadSink {
     pub top_key_score: f64,
     /// Whether `top_key_score` reaches the specialization level (0.9 by default).
     pub specialized: bool,
+    /// ‖v_top‖₂ / mean_{j≠top} ‖v_j‖₂ in the key/value head this head reads (None
+    /// without value vectors or with a single key).
+    pub value_norm_ratio: Option<f64>,
 }
 
 /// Sink statistics of one layer.
@@ -41,6 +48,8 @@ pub struct LayerSink {
     pub sink_positions: Vec<usize>,
     /// Heads whose top key reaches the specialization level.
     pub specialized_heads: Vec<usize>,
+    /// Mean over heads of [`HeadSink::value_norm_ratio`] (over the heads that have one).
+    pub value_norm_ratio: Option<f64>,
     /// Per-head detail (serialized by the layer report, next to each head's spectra).
     #[serde(skip)]
     pub heads: Vec<HeadSink>,
@@ -101,15 +110,16 @@ pub fn sink_set(mass: &[f64], q: f64) -> (Vec<usize>, f64) {
     (sinks, concentration)
 }
 
-/// Sink metrics of one layer from its `H × T × T` maps.
+/// Sink metrics of one layer from its `H × T × T` maps, with `cfg`'s ε
+/// (`sink_epsilon`), percentile (`sink_percentile`) and specialization level
+/// (`specialized_mass`). The value-norm ratios stay `None` until
+/// [`LayerSink::add_value_norms`].
 pub fn layer_sink(
     layer: &[f32],
     heads: usize,
     t: usize,
     causal: bool,
-    epsilon: f64,
-    percentile_q: f64,
-    specialized_mass: f64,
+    cfg: &AnalysisConfig,
 ) -> LayerSink {
     let mut mass = vec![0.0f64; t];
     let mut head_stats = Vec::with_capacity(heads);
@@ -126,16 +136,17 @@ pub fn layer_sink(
             first_token_score: score(0),
             top_key,
             top_key_score,
-            specialized: top_key_score >= specialized_mass,
+            specialized: top_key_score >= cfg.specialized_mass,
+            value_norm_ratio: None,
         });
     }
     let sinking = head_stats
         .iter()
-        .filter(|h| h.first_token_score > epsilon)
+        .filter(|h| h.first_token_score > cfg.sink_epsilon)
         .count();
     let first_token_mass =
         head_stats.iter().map(|h| h.first_token_score).sum::<f64>() / heads as f64;
-    let (sink_positions, sink_concentration) = sink_set(&mass, percentile_q);
+    let (sink_positions, sink_concentration) = sink_set(&mass, cfg.sink_percentile);
     LayerSink {
         sink_rate: 100.0 * sinking as f64 / heads as f64,
         first_token_mass,
@@ -147,7 +158,33 @@ pub fn layer_sink(
             .filter(|h| h.specialized)
             .map(|h| h.head)
             .collect(),
+        value_norm_ratio: None,
         heads: head_stats,
+    }
+}
+
+impl LayerSink {
+    /// Sets every head's value-norm ratio from layer `layer` of `norms` (query head h
+    /// reads key/value head h / (H / Hkv)) and their mean, for maps over `seq_len` keys.
+    /// Left `None` when `norms` does not fit these maps (another length, a key/value
+    /// head count not dividing H, no such layer).
+    pub fn add_value_norms(&mut self, norms: &ValueNorms, layer: usize, seq_len: usize) {
+        let (heads, kv) = (self.heads.len(), norms.kv_heads());
+        let fits = layer < norms.layers() && norms.seq_len() == seq_len && heads.is_multiple_of(kv);
+        if !fits {
+            return;
+        }
+        for h in &mut self.heads {
+            let own = norms.head(layer, kv_head_of(h.head, heads, kv));
+            h.value_norm_ratio = value_norm_ratio(own, h.top_key);
+        }
+        let ratios: Vec<f64> = self
+            .heads
+            .iter()
+            .filter_map(|h| h.value_norm_ratio)
+            .collect();
+        self.value_norm_ratio =
+            (!ratios.is_empty()).then(|| ratios.iter().sum::<f64>() / ratios.len() as f64);
     }
 }
 
@@ -197,7 +234,13 @@ mod tests {
 
     #[test]
     fn layer_metrics_by_hand() {
-        let s = layer_sink(&two_heads(), 2, 4, true, 0.3, 90.0, 0.9);
+        let cfg = |sink_epsilon, specialized_mass| AnalysisConfig {
+            sink_epsilon,
+            sink_percentile: 90.0,
+            specialized_mass,
+            ..AnalysisConfig::default()
+        };
+        let s = layer_sink(&two_heads(), 2, 4, true, &cfg(0.3, 0.9));
         // α_0: 0.775 and 25/48 ≈ 0.521, both > 0.3 → sink rate 100 %
         assert_eq!(s.sink_rate, 100.0);
         assert!((s.first_token_mass - (0.775 + 25.0 / 48.0) / 2.0).abs() < 1e-6);
@@ -210,9 +253,50 @@ mod tests {
         assert_eq!(s.heads[0].top_key, 0);
         assert!(s.specialized_heads.is_empty());
         // with ε = 0.6 only head 0 sinks → 50 %
-        let s = layer_sink(&two_heads(), 2, 4, true, 0.6, 90.0, 0.7);
+        let s = layer_sink(&two_heads(), 2, 4, true, &cfg(0.6, 0.7));
         assert_eq!(s.sink_rate, 50.0);
         assert_eq!(s.specialized_heads, vec![0]);
+    }
+
+    #[test]
+    fn value_norm_ratio_of_each_heads_top_key() {
+        // bidirectional, T = 3: head 0 puts 0.8 on key 0, head 1 puts 0.7 on key 2
+        let maps: Vec<f32> = [[0.8, 0.1, 0.1]; 3]
+            .into_iter()
+            .chain([[0.1, 0.2, 0.7]; 3])
+            .flatten()
+            .collect();
+        let cfg = AnalysisConfig::default();
+        let sink = layer_sink(&maps, 2, 3, false, &cfg);
+        assert_eq!((sink.heads[0].top_key, sink.heads[1].top_key), (0, 2));
+        assert_eq!(sink.value_norm_ratio, None);
+        // one kv head for both (GQA group of 2): norms 0.5, 2, 4
+        // head 0: 0.5 / mean(2, 4) = 1/6; head 1: 4 / mean(0.5, 2) = 3.2
+        let mut s = sink.clone();
+        s.add_value_norms(
+            &ValueNorms::new(1, 1, 3, vec![0.5, 2.0, 4.0]).unwrap(),
+            0,
+            3,
+        );
+        assert!((s.heads[0].value_norm_ratio.unwrap() - 1.0 / 6.0).abs() < 1e-12);
+        assert!((s.heads[1].value_norm_ratio.unwrap() - 3.2).abs() < 1e-12);
+        assert!((s.value_norm_ratio.unwrap() - (1.0 / 6.0 + 3.2) / 2.0).abs() < 1e-12);
+        // one kv head each; layer 1 of a two-layer stack: head 1 reads [1, 1, 6] → 6
+        let norms =
+            ValueNorms::new(2, 2, 3, [[9.0; 6], [0.5, 2.0, 4.0, 1.0, 1.0, 6.0]].concat()).unwrap();
+        let mut s = sink.clone();
+        s.add_value_norms(&norms, 1, 3);
+        assert!((s.heads[1].value_norm_ratio.unwrap() - 6.0).abs() < 1e-12);
+        assert!((s.value_norm_ratio.unwrap() - (1.0 / 6.0 + 6.0) / 2.0).abs() < 1e-12);
+        // norms of another length, or 3 kv heads for 2 query heads: left out
+        for bad in [
+            ValueNorms::new(1, 1, 4, vec![1.0; 4]).unwrap(),
+            ValueNorms::new(1, 3, 3, vec![1.0; 9]).unwrap(),
+        ] {
+            let mut s = sink.clone();
+            s.add_value_norms(&bad, 0, 3);
+            assert_eq!(s.value_norm_ratio, None);
+        }
     }
 
     #[test]

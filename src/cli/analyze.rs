@@ -249,6 +249,7 @@ fn analyze_subject(
         vec![SequenceCapture {
             tokens: first.tokens.clone(),
             maps: AttentionMaps::new(layers, 1, t, means)?,
+            values: None,
             hidden: None,
             final_hidden: None,
             null_mass: None,
@@ -260,6 +261,7 @@ fn analyze_subject(
         Some(_) => Some(SequenceCapture {
             tokens: first.tokens.clone(),
             maps: AttentionMaps::stack(dumped)?,
+            values: None,
             hidden: first.hidden.clone(),
             final_hidden: first.final_hidden.clone(),
             null_mass: None,

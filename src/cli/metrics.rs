@@ -82,7 +82,7 @@ pub fn config_of(args: &MetricsArgs) -> anyhow::Result<AnalysisConfig> {
 pub fn run(args: &MetricsArgs) -> anyhow::Result<()> {
     let cfg = config_of(args)?;
     let (maps, hidden) = read_attention_file(&args.file)?;
-    let report = analyze(&maps, hidden.as_ref(), &cfg);
+    let report = analyze(&maps, hidden.as_ref(), None, &cfg);
     if let Some(out) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         if out.as_os_str() == "-" {

@@ -10,7 +10,7 @@ use burn::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::model::{Batch, ForwardOptions, KeyAblation, Transformer};
+use crate::model::{Batch, ForwardOptions, KeyAblation, Taps, Transformer};
 use crate::train::data::HostBatch;
 
 /// The effect of one ablation, averaged over the sequences.
@@ -78,8 +78,7 @@ fn run<B: Backend>(
     let out = model.forward(
         &batch,
         &ForwardOptions {
-            attentions: true,
-            residuals: true,
+            taps: Taps::PROBS | Taps::RESIDUALS,
             ablation,
         },
     );
@@ -94,14 +93,15 @@ fn run<B: Backend>(
     } else {
         None
     };
-    let last = out
+    let captured = out.captured;
+    let last = captured
         .final_hidden
-        .or_else(|| out.residuals.last().cloned())
+        .or_else(|| captured.residuals.last().cloned())
         .ok_or_else(|| Error::Other("the forward pass returned no hidden states".into()))?;
     let hidden = host(last.into_data())?;
     let t = hb.seq_len;
-    let mut entropy = Vec::with_capacity(out.attentions.len());
-    for a in out.attentions {
+    let mut entropy = Vec::with_capacity(captured.probs.len());
+    for a in captured.probs {
         let a = host(a.into_data())?;
         let rows = a.len() / t;
         let total: f64 = a

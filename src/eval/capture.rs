@@ -1,13 +1,13 @@
-//! Model + probe inputs → captured attention maps, residual stream and weights as
-//! plain host arrays: the only place where burn tensors become analysis inputs, used
-//! alike by training hooks, `analyze` on imported models and `ablate`.
+//! Model + probe inputs → captured attention maps, value-vector norms, residual stream
+//! and weights as plain host arrays: the only place where burn tensors become analysis
+//! inputs, used alike by training hooks, `analyze` on imported models and `ablate`.
 
 use burn::prelude::*;
 use burn::store::ModuleSnapshot;
 
-use crate::analysis::{AttentionMaps, HiddenStates};
+use crate::analysis::{AttentionMaps, HiddenStates, ValueNorms};
 use crate::error::{Error, Result};
-use crate::model::{Batch, ForwardOptions, SoftmaxKind, Transformer};
+use crate::model::{Batch, ForwardOptions, LayerTaps, SoftmaxKind, Taps, Transformer};
 
 /// One probe sequence as the model saw it.
 #[derive(Clone, Debug)]
@@ -16,6 +16,8 @@ pub struct SequenceCapture {
     pub tokens: Vec<u32>,
     /// `[L, H, T, T]` attention probabilities.
     pub maps: AttentionMaps,
+    /// `[L, Hkv, T]` value-vector norms, if captured.
+    pub values: Option<ValueNorms>,
     /// `[L + 1, T, d]` residual stream (embeddings output first), if captured.
     pub hidden: Option<HiddenStates>,
     /// `[T, d]` hidden state after the final norm, if captured.
@@ -52,6 +54,8 @@ pub struct LayerCapture {
     /// `[1, H, T, T]` maps cropped to the sequence's own length (rows renormalized for a
     /// quiet softmax).
     pub maps: AttentionMaps,
+    /// `[1, Hkv, T]` norms of the value vectors, cropped alike.
+    pub values: ValueNorms,
     /// Mean share of attention given to nothing before renormalizing (quiet softmax).
     pub null_mass: Option<f64>,
 }
@@ -67,9 +71,10 @@ pub struct SequenceStates {
 
 /// Runs `model` on `sequences` as one batch (unequal lengths are right-padded and
 /// masked; `pad_id` fills the padding, its value never reaches a real token) and hands
-/// each layer's maps, per sequence and cropped to its length, to `on_layer` as soon as
-/// the forward pass has computed them; returns the residual streams. An error from
-/// `on_layer` stops the handing out and is returned after the pass.
+/// each layer's maps and value norms, per sequence and cropped to its length, to
+/// `on_layer` as soon as the forward pass has computed them; returns the residual
+/// streams (when `residuals`). An error from `on_layer` stops the handing out and is
+/// returned after the pass.
 pub fn capture_layers<B: Backend>(
     model: &Transformer<B>,
     sequences: &[Vec<u32>],
@@ -96,14 +101,19 @@ pub fn capture_layers<B: Backend>(
         ids: Tensor::from_data(TensorData::new(ids, [n, t]), device),
         padding: padded.then(|| Tensor::from_data(TensorData::new(pad, [n, t]), device)),
     };
-    let (h, d) = (cfg.n_heads, cfg.d_model);
+    let (h, kv, dh, d) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim(), cfg.d_model);
     let quiet = cfg.softmax == SoftmaxKind::Quiet;
     let mut failure = None;
-    let mut visit = |layer: usize, probs: Tensor<B, 4>| {
+    let mut visit = |layer: usize, taps: LayerTaps<B>| {
         if failure.is_some() {
             return;
         }
-        let result = to_host(probs).and_then(|host| {
+        let host = |t: Option<Tensor<B, 4>>| {
+            t.ok_or_else(|| Error::Other("the forward pass skipped a tap it was asked for".into()))
+                .and_then(to_host)
+        };
+        let result = host(taps.probs).and_then(|probs| {
+            let values = host(taps.values)?;
             let mut out = Vec::with_capacity(n);
             for (b, seq) in sequences.iter().enumerate() {
                 let tb = seq.len();
@@ -111,40 +121,41 @@ pub fn capture_layers<B: Backend>(
                 for head in 0..h {
                     for i in 0..tb {
                         let row = ((b * h + head) * t + i) * t;
-                        maps.extend_from_slice(&host[row..row + tb]);
+                        maps.extend_from_slice(&probs[row..row + tb]);
                     }
+                }
+                let mut vectors = Vec::with_capacity(kv * tb * dh);
+                for head in 0..kv {
+                    let start = (b * kv + head) * t * dh;
+                    vectors.extend_from_slice(&values[start..start + tb * dh]);
                 }
                 let null_mass = quiet.then(|| renormalize_rows(&mut maps, 1, h * tb, tb)[0]);
                 out.push(LayerCapture {
                     maps: AttentionMaps::new(1, h, tb, maps)?,
+                    values: ValueNorms::from_vectors(1, kv, tb, dh, &vectors)?,
                     null_mass,
                 });
             }
-            drop(host);
+            drop((probs, values));
             on_layer(layer, out)
         });
         if let Err(e) = result {
             failure = Some(e);
         }
     };
-    let out = model.forward_visit(
-        &batch,
-        &ForwardOptions {
-            attentions: true,
-            residuals,
-            ablation: None,
-        },
-        &mut visit,
-    );
+    let mut taps = Taps::PROBS | Taps::VALUES;
+    taps.residuals = residuals;
+    let out = model.forward_visit(&batch, &ForwardOptions::capture(taps), &mut visit);
     if let Some(e) = failure {
         return Err(e);
     }
-    let states: Vec<Vec<f32>> = out
+    let captured = out.captured;
+    let states: Vec<Vec<f32>> = captured
         .residuals
         .into_iter()
         .map(to_host)
         .collect::<Result<_>>()?;
-    let final_hidden = out.final_hidden.map(to_host).transpose()?;
+    let final_hidden = captured.final_hidden.map(to_host).transpose()?;
     sequences
         .iter()
         .enumerate()
@@ -170,8 +181,8 @@ pub fn capture_layers<B: Backend>(
 }
 
 /// Runs `model` on `sequences` (batched; unequal lengths are right-padded and masked)
-/// and returns each sequence's maps cropped to its own length, every layer at once (see
-/// [`capture_layers`] for one layer at a time). `pad_id` fills the padding (its value
+/// and returns each sequence's maps and value norms cropped to its own length, every
+/// layer at once (see [`capture_layers`] for one layer at a time). `pad_id` fills the padding (its value
 /// never reaches a real token: padded keys are masked out).
 pub fn capture<B: Backend>(
     model: &Transformer<B>,
@@ -198,9 +209,12 @@ pub fn capture<B: Backend>(
         .zip(states)
         .map(|((seq, layers), st)| {
             let null_mass = quiet.then(|| layers.iter().filter_map(|c| c.null_mass).collect());
+            let (maps, values): (Vec<_>, Vec<_>) =
+                layers.into_iter().map(|c| (c.maps, c.values)).unzip();
             Ok(SequenceCapture {
                 tokens: seq.clone(),
-                maps: AttentionMaps::stack(layers.into_iter().map(|c| c.maps).collect())?,
+                maps: AttentionMaps::stack(maps)?,
+                values: Some(ValueNorms::stack(values)?),
                 hidden: st.hidden,
                 final_hidden: st.final_hidden,
                 null_mass,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::analysis::names;
 use crate::analysis::{
     self, AnalysisConfig, AttentionMaps, AttentionReport, HiddenStates, LayerReport, SpectraConfig,
-    Summary, WeightSpectrum,
+    Summary, ValueNorms, WeightSpectrum,
 };
 use crate::error::{Error, Result};
 use crate::eval::capture::{capture_layers, NamedMatrix, SequenceCapture};
@@ -54,7 +54,14 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let reports: Vec<AttentionReport> = probe
         .iter()
-        .map(|s| analysis::analyze(&s.maps, s.hidden.as_ref(), &plan.analysis))
+        .map(|s| {
+            analysis::analyze(
+                &s.maps,
+                s.hidden.as_ref(),
+                s.values.as_ref(),
+                &plan.analysis,
+            )
+        })
         .collect();
     let null_mass: Vec<Option<&[f64]>> = probe.iter().map(|s| s.null_mass.as_deref()).collect();
     finish(step, reports, &null_mass, weights, fisher, plan)
@@ -164,7 +171,7 @@ pub fn analyze_streaming<B: Backend>(
     let layers = model.config.n_layers;
     let heads = model.config.n_heads;
     let batch = batch.max(1);
-    type Job = (usize, Vec<(usize, AttentionMaps)>);
+    type Job = (usize, Vec<(usize, AttentionMaps, ValueNorms)>);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
     std::thread::scope(|scope| {
         let worker = scope.spawn(move || {
@@ -173,10 +180,10 @@ pub fn analyze_streaming<B: Backend>(
             for (l, maps) in rx {
                 let reports: Vec<(usize, LayerReport, bool)> = maps
                     .par_iter()
-                    .map(|(seq, m)| {
+                    .map(|(seq, m, v)| {
                         let detected = m.is_causal();
                         let causal = cfg.causal.unwrap_or(detected);
-                        let r = analysis::analyze_layer(m, 0, l, causal, detected, cfg);
+                        let r = analysis::analyze_layer(m, 0, l, causal, detected, Some(v), cfg);
                         (*seq, r, detected)
                     })
                     .collect();
@@ -199,7 +206,7 @@ pub fn analyze_streaming<B: Backend>(
                         maps: &cap.maps,
                     })?;
                     null_mass[first + b].extend(cap.null_mass);
-                    job.push((first + b, cap.maps));
+                    job.push((first + b, cap.maps, cap.values));
                 }
                 tx.send((l, job))
                     .map_err(|_| Error::Other("the analysis thread stopped".into()))

@@ -271,7 +271,7 @@ pub fn registry() -> Vec<Box<dyn Hook>> {
     vec![
         Box::new(Metrics {
             name: "sinks",
-            about: "sink rate (Gu et al., ε), first-token mass, sink concentration, specialized heads, frame evidence",
+            about: "sink rate (Gu et al., ε), first-token mass, sink concentration, specialized heads, value-norm ratio of the sink keys, frame evidence",
             families: &[family::SINK, family::FRAME],
             needs: needs(false, false),
             plan: |_| {},

@@ -1,6 +1,7 @@
-//! Multi-head self-attention with an explicit softmax, so the probabilities can be
-//! handed out. burn's `MultiHeadAttention` returns weights only after dropout and has
-//! no place for rotary embeddings or an additive (ALiBi) bias, hence this module.
+//! Multi-head self-attention with an explicit softmax, so the scores, probabilities,
+//! values and per-head outputs can be handed out ([`LayerTaps`]). burn's
+//! `MultiHeadAttention` returns weights only after dropout and has no place for rotary
+//! embeddings or an additive (ALiBi) bias, hence this module.
 
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
@@ -11,6 +12,7 @@ use crate::model::init::Init;
 use crate::model::kernels;
 use crate::model::norm::Norm;
 use crate::model::position::{Rotary, RowRotation};
+use crate::model::taps::LayerTaps;
 
 /// Self-attention with grouped-query support (`n_kv_heads` dividing `n_heads`;
 /// query head h reads key/value head h / (n_heads / n_kv_heads), as Hugging Face's
@@ -108,7 +110,7 @@ impl<B: Backend> Attention<B> {
         }
     }
 
-    /// `x` `[B, T, d]` → (`[B, T, d]`, probabilities `[B, H, T, T]` if `keep_probs`).
+    /// `x` `[B, T, d]` → `[B, T, d]`, filling `taps` with what it asks for.
     /// `score_bias` (broadcast to `[B, H, T, T]`) carries the causal and padding
     /// masks as −∞ and any ALiBi or ablation bias.
     ///
@@ -121,8 +123,9 @@ impl<B: Backend> Attention<B> {
         x: Tensor<B, 3>,
         ctx: &AttentionContext<B>,
         score_bias: Option<Tensor<B, 4>>,
-        keep_probs: bool,
-    ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
+        taps: &mut LayerTaps<B>,
+    ) -> Tensor<B, 3> {
+        let want = taps.wants();
         let [b, t, d] = x.dims();
         let (h, kv, dh) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let g = h / kv;
@@ -157,9 +160,15 @@ impl<B: Backend> Attention<B> {
             kernels::permute(k.reshape([b, t, kv, dh]), [0, 2, 3, 1]).reshape([b, kv, 1, dh, t]);
         let v =
             kernels::permute(v.reshape([b, t, kv, dh]), [0, 2, 1, 3]).reshape([b, kv, 1, t, dh]);
+        if want.values {
+            taps.values = Some(v.clone().reshape([b, kv, t, dh]));
+        }
         let mut scores = kernels::matmul(q, kt, scale).reshape([b, h, t, t]);
         if let Some(cap) = self.softcap {
             scores = (scores / cap).tanh() * cap;
+        }
+        if want.scores {
+            taps.scores = Some(scores.clone());
         }
         let probs = match self.softmax {
             SoftmaxKind::Standard => kernels::softmax(scores, score_bias),
@@ -171,12 +180,17 @@ impl<B: Backend> Attention<B> {
                 activation::quiet_softmax(scores, 3)
             }
         };
-        let kept = keep_probs.then(|| probs.clone());
+        if want.probs {
+            taps.probs = Some(probs.clone());
+        }
         let probs = self.dropout.forward(probs).reshape([b, kv, g, t, t]);
         let out = kernels::matmul(probs, v, 1.0).reshape([b, h, t, dh]);
+        if want.head_outputs {
+            taps.head_outputs = Some(out.clone());
+        }
         let out = kernels::permute(out, [0, 2, 1, 3]).reshape([b * t, h * dh]);
         let y = kernels::linear(out, &self.o);
         let width = y.dims()[1];
-        (y.reshape([b, t, width]), kept)
+        y.reshape([b, t, width])
     }
 }

@@ -9,6 +9,7 @@ use crate::model::config::{BlockKind, ModelConfig};
 use crate::model::init::Init;
 use crate::model::mlp::Mlp;
 use crate::model::norm::Norm;
+use crate::model::taps::LayerTaps;
 
 /// A block. `mlp_norm` is absent only in the shared-norm parallel layout (Phi-2),
 /// `attn_norm` only where the first block reads normalised embeddings (ModernBERT), the
@@ -68,50 +69,50 @@ impl<B: Backend> Block<B> {
         }
     }
 
-    /// `[B, T, d] → [B, T, d]`, plus the attention probabilities if `keep_probs`.
+    /// `[B, T, d] → [B, T, d]`; the attention fills `taps` with what it asks for.
     pub fn forward(
         &self,
         x: Tensor<B, 3>,
         ctx: &AttentionContext<B>,
         score_bias: Option<Tensor<B, 4>>,
-        keep_probs: bool,
-    ) -> (Tensor<B, 3>, Option<Tensor<B, 4>>) {
+        taps: &mut LayerTaps<B>,
+    ) -> Tensor<B, 3> {
         let attn_norm = |h: Tensor<B, 3>| apply(&self.attn_norm, h);
         let mlp_norm = |h: Tensor<B, 3>| apply(&self.mlp_norm, h);
         match self.kind {
             BlockKind::Pre | BlockKind::Sandwich => {
-                let (a, probs) =
-                    self.attn
-                        .forward(attn_norm(x.clone()), ctx, score_bias, keep_probs);
+                let a = self
+                    .attn
+                    .forward(attn_norm(x.clone()), ctx, score_bias, taps);
                 let h = x + self.dropout.forward(apply(&self.attn_post_norm, a));
                 let m = self.mlp.forward(mlp_norm(h.clone()));
                 let m = apply(&self.mlp_post_norm, m);
-                (h + self.dropout.forward(m), probs)
+                h + self.dropout.forward(m)
             }
             BlockKind::PostBranch => {
-                let (a, probs) = self.attn.forward(x.clone(), ctx, score_bias, keep_probs);
+                let a = self.attn.forward(x.clone(), ctx, score_bias, taps);
                 let h = x + self.dropout.forward(attn_norm(a));
                 let m = mlp_norm(self.mlp.forward(h.clone()));
-                (h + self.dropout.forward(m), probs)
+                h + self.dropout.forward(m)
             }
             BlockKind::Post => {
-                let (a, probs) = self.attn.forward(x.clone(), ctx, score_bias, keep_probs);
+                let a = self.attn.forward(x.clone(), ctx, score_bias, taps);
                 let h = attn_norm(x + self.dropout.forward(a));
                 let m = self.mlp.forward(h.clone());
-                (mlp_norm(h + self.dropout.forward(m)), probs)
+                mlp_norm(h + self.dropout.forward(m))
             }
             BlockKind::Parallel => {
-                let (a, probs) =
-                    self.attn
-                        .forward(attn_norm(x.clone()), ctx, score_bias, keep_probs);
+                let a = self
+                    .attn
+                    .forward(attn_norm(x.clone()), ctx, score_bias, taps);
                 let m = self.mlp.forward(mlp_norm(x.clone()));
-                (x + self.dropout.forward(a) + self.dropout.forward(m), probs)
+                x + self.dropout.forward(a) + self.dropout.forward(m)
             }
             BlockKind::ParallelShared => {
                 let h = attn_norm(x.clone());
-                let (a, probs) = self.attn.forward(h.clone(), ctx, score_bias, keep_probs);
+                let a = self.attn.forward(h.clone(), ctx, score_bias, taps);
                 let m = self.mlp.forward(h);
-                (x + self.dropout.forward(a) + self.dropout.forward(m), probs)
+                x + self.dropout.forward(a) + self.dropout.forward(m)
             }
         }
     }

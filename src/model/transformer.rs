@@ -1,6 +1,6 @@
-//! The transformer: embeddings, blocks, head — and the forward pass that can hand
-//! out every attention map and the residual stream (TransformerLens'
-//! `hook_pattern` and `hook_resid_post`).
+//! The transformer: embeddings, blocks, head — and the forward pass that hands out
+//! the [`Taps`] it is asked for (attention scores, maps, values, per-head outputs, the
+//! residual stream).
 
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
@@ -14,6 +14,7 @@ use crate::model::kernels;
 use crate::model::mlp::activate;
 use crate::model::norm::Norm;
 use crate::model::position::{layer_context, PositionEmbedding};
+use crate::model::taps::{Captured, LayerTaps, Taps};
 
 /// Standard deviation of the from-scratch initialisation (GPT-2's 0.02).
 pub const INIT_STD: f64 = 0.02;
@@ -74,16 +75,24 @@ pub struct KeyAblation {
     pub heads: Option<Vec<usize>>,
 }
 
-/// What a forward pass should hand out besides the logits. The default asks for
-/// nothing, and then nothing extra is kept.
+/// How to run a forward pass besides the input. The default captures nothing and
+/// ablates nothing: then nothing extra is kept.
 #[derive(Clone, Debug, Default)]
 pub struct ForwardOptions {
-    /// Keep every layer's attention probabilities.
-    pub attentions: bool,
-    /// Keep the residual stream after the embeddings and after each block.
-    pub residuals: bool,
+    /// What to hand out besides the logits.
+    pub taps: Taps,
     /// Mask these keys out of attention.
     pub ablation: Option<KeyAblation>,
+}
+
+impl ForwardOptions {
+    /// Capture `taps`, ablate nothing.
+    pub fn capture(taps: Taps) -> Self {
+        Self {
+            taps,
+            ablation: None,
+        }
+    }
 }
 
 /// The result of a forward pass.
@@ -91,12 +100,8 @@ pub struct ForwardOptions {
 pub struct ForwardOutput<B: Backend> {
     /// `[B, T, V]`.
     pub logits: Tensor<B, 3>,
-    /// Per layer `[B, H, T, T]`, after masking and softmax, before dropout (empty unless asked).
-    pub attentions: Vec<Tensor<B, 4>>,
-    /// `L + 1` tensors `[B, T, d]`: embeddings output, then each block's output (empty unless asked).
-    pub residuals: Vec<Tensor<B, 3>>,
-    /// `[B, T, d]` after the final norm, what the head reads (only with `residuals`).
-    pub final_hidden: Option<Tensor<B, 3>>,
+    /// What the taps of [`ForwardOptions`] asked for.
+    pub captured: Captured<B>,
 }
 
 impl<B: Backend> Transformer<B> {
@@ -223,23 +228,26 @@ impl<B: Backend> Transformer<B> {
         ))
     }
 
-    /// Runs the model. Hands out attention maps and residuals only when `opts` asks.
+    /// Runs the model, capturing what `opts.taps` asks for.
     pub fn forward(&self, batch: &Batch<B>, opts: &ForwardOptions) -> ForwardOutput<B> {
-        let mut attentions = Vec::new();
-        let mut out = self.forward_visit(batch, opts, &mut |_, probs| attentions.push(probs));
-        out.attentions = attentions;
+        let mut layers = Vec::new();
+        let mut out = self.forward_visit(batch, opts, &mut |_, taps| layers.push(taps));
+        for taps in layers {
+            out.captured.push(taps);
+        }
         out
     }
 
-    /// As [`forward`](Self::forward), but each block's attention probabilities
-    /// (`[B, H, T, T]`, when `opts.attentions`) go to `visit` with the layer index as soon
-    /// as they exist instead of being collected, so a caller can analyze and drop them
-    /// one layer at a time (`ForwardOutput::attentions` stays empty).
+    /// As [`forward`](Self::forward), but each block's attention taps go to `visit` with
+    /// the layer index as soon as they exist instead of being collected, so a caller can
+    /// analyze and drop them one layer at a time (the per-layer lists of
+    /// [`ForwardOutput::captured`] stay empty; the residual stream is collected as
+    /// usual). `visit` is called only when an attention tap was asked for.
     pub fn forward_visit(
         &self,
         batch: &Batch<B>,
         opts: &ForwardOptions,
-        visit: &mut dyn FnMut(usize, Tensor<B, 4>),
+        visit: &mut dyn FnMut(usize, LayerTaps<B>),
     ) -> ForwardOutput<B> {
         let device = batch.ids.device();
         let [_, t] = batch.ids.dims();
@@ -278,9 +286,10 @@ impl<B: Backend> Transformer<B> {
         }
         x = self.dropout.forward(x);
 
-        let mut residuals = Vec::new();
-        if opts.residuals {
-            residuals.push(x.clone());
+        let taps = opts.taps;
+        let mut captured = Captured::default();
+        if taps.residuals {
+            captured.residuals.push(x.clone());
         }
         for (layer, block) in self.blocks.iter().enumerate() {
             let ablation = opts
@@ -292,25 +301,22 @@ impl<B: Backend> Transformer<B> {
                 (Some(s), Some(a)) => Some(s + a),
                 (s, a) => s.or(a),
             };
-            let (out, probs) = block.forward(x, attn_ctx, bias, opts.attentions);
-            x = out;
-            if let Some(p) = probs {
-                visit(layer, p);
+            let mut layer_taps = LayerTaps::new(taps);
+            x = block.forward(x, attn_ctx, bias, &mut layer_taps);
+            if taps.any_attention() {
+                visit(layer, layer_taps);
             }
-            if opts.residuals {
-                residuals.push(x.clone());
+            if taps.residuals {
+                captured.residuals.push(x.clone());
             }
         }
         if let Some(n) = &self.final_norm {
             x = n.forward(x);
         }
-        let final_hidden = opts.residuals.then(|| x.clone());
-        let logits = self.head(x);
+        captured.final_hidden = taps.residuals.then(|| x.clone());
         ForwardOutput {
-            logits,
-            attentions: Vec::new(),
-            residuals,
-            final_hidden,
+            logits: self.head(x),
+            captured,
         }
     }
 

@@ -11,7 +11,7 @@ use burn::prelude::*;
 use safetensors::{Dtype, SafeTensors};
 use sinkscope::eval::{ablate, capture, lm_batch, Subject};
 use sinkscope::hooks::HookRunner;
-use sinkscope::model::{Arch, Batch, ForwardOptions, KeyAblation, PositionKind, Transformer};
+use sinkscope::model::{Arch, Batch, ForwardOptions, KeyAblation, PositionKind, Taps, Transformer};
 use sinkscope::train::train;
 
 use crate::common::{root, tiny_model, tiny_recipe};
@@ -140,8 +140,7 @@ fn ablating_a_padded_key_changes_nothing() {
         let out = m.forward(
             &batch,
             &ForwardOptions {
-                attentions: true,
-                residuals: false,
+                taps: Taps::PROBS,
                 ablation,
             },
         );
@@ -152,7 +151,8 @@ fn ablating_a_padded_key_changes_nothing() {
             .to_vec::<f32>()
             .unwrap();
         let att: Vec<f32> = out
-            .attentions
+            .captured
+            .probs
             .into_iter()
             .flat_map(|a| a.into_data().to_vec::<f32>().unwrap())
             .collect();
@@ -233,7 +233,7 @@ fn ablating_a_strong_first_token_sink_raises_loss() {
         .collect();
     // It is a sink: nearly all attention goes to position 0.
     let probe = capture(&m, &seqs, 0, false, &dev).unwrap();
-    let report = sinkscope::analysis::analyze(&probe[0].maps, None, &Default::default());
+    let report = sinkscope::analysis::analyze(&probe[0].maps, None, None, &Default::default());
     assert!(
         report.layers[0].sink.first_token_mass > 0.9,
         "{}",

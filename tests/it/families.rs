@@ -171,7 +171,7 @@ fn broken_per_layer_configs_are_named() {
 fn a_hybrid_nope_rope_recipe_is_one_line_and_trains() {
     use burn::backend::Autodiff;
     use burn::prelude::*;
-    use sinkscope::model::{Batch, ForwardOptions, Transformer};
+    use sinkscope::model::{Batch, ForwardOptions, Taps, Transformer};
     use sinkscope::train::recipe::Recipe;
     use sinkscope::train::trainer::{heldout_loss, resolve_model};
     use sinkscope::train::{data::Corpus, train, NoEvents};
@@ -221,14 +221,12 @@ fn a_hybrid_nope_rope_recipe_is_one_line_and_trains() {
         ids: Tensor::from_data(TensorData::new(ids, [1, 12]), &dev),
         padding: None,
     };
-    let opts = ForwardOptions {
-        attentions: true,
-        ..Default::default()
-    };
+    let opts = ForwardOptions::capture(Taps::PROBS);
     let attn = |c: &sinkscope::model::ModelConfig| {
         Transformer::<Flex>::init(c, 3, &dev)
             .forward(&batch, &opts)
-            .attentions
+            .captured
+            .probs
             .into_iter()
             .map(|a| a.into_data().to_vec::<f32>().unwrap())
             .collect::<Vec<_>>()

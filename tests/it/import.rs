@@ -17,7 +17,7 @@ use sinkscope::import::{
     self, load, load_from, read_text_file, resolve_in, ImportError, ImportErrorKind, Imported,
     ModelLocation,
 };
-use sinkscope::model::{Batch, ForwardOptions};
+use sinkscope::model::{Batch, ForwardOptions, Taps};
 use sinkscope::Error;
 
 use crate::common::root;
@@ -122,16 +122,13 @@ fn compare_text(
         ids: Tensor::from_data(TensorData::new(ids, [1, t]), &dev),
         padding: None,
     };
-    let opts = ForwardOptions {
-        attentions: true,
-        residuals: true,
-        ablation: None,
-    };
+    let opts = ForwardOptions::capture(Taps::PROBS | Taps::RESIDUALS);
     let out = m.model.forward(&batch, &opts);
+    let (logits, out) = (out.logits, out.captured);
     let l = m.config.n_layers;
     let mut d = Diffs::default();
 
-    let attn: Vec<f32> = out.attentions.into_iter().flat_map(host).collect();
+    let attn: Vec<f32> = out.probs.into_iter().flat_map(host).collect();
     d.attentions = max_abs_diff("attentions", &attn, &expected[&key("attentions")].values);
 
     // hidden_states[..L] = embeddings output and block outputs 0..L-1; hidden_states[L] =
@@ -157,8 +154,8 @@ fn compare_text(
         .hidden
         .max(max_abs_diff("block output", &raw_last, want_raw));
 
-    if let Some(logits) = expected.get(&key("logits")) {
-        d.logits = max_abs_diff("logits", &host(out.logits), &logits.values);
+    if let Some(want) = expected.get(&key("logits")) {
+        d.logits = max_abs_diff("logits", &host(logits), &want.values);
     }
     d
 }

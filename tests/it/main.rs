@@ -14,5 +14,6 @@ mod report;
 mod scale;
 mod series;
 mod shards;
+mod taps;
 mod tensorboard;
 mod training;

@@ -4,7 +4,8 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use sinkscope::model::position::alibi;
 use sinkscope::model::{
-    Arch, Batch, ForwardOptions, KeyAblation, ModelConfig, PositionKind, SoftmaxKind, Transformer,
+    Arch, Batch, ForwardOptions, KeyAblation, ModelConfig, PositionKind, SoftmaxKind, Taps,
+    Transformer,
 };
 
 use crate::common::tiny_model;
@@ -101,16 +102,13 @@ fn check_capture(cfg: ModelConfig) {
             ids: ids(b, t),
             padding: None,
         },
-        &ForwardOptions {
-            attentions: true,
-            residuals: true,
-            ablation: None,
-        },
+        &ForwardOptions::capture(Taps::PROBS | Taps::RESIDUALS),
     );
-    assert_eq!(out.attentions.len(), cfg.n_layers);
+    let out = out.captured;
+    assert_eq!(out.probs.len(), cfg.n_layers);
     assert_eq!(out.residuals.len(), cfg.n_layers + 1);
     let causal = cfg.arch == Arch::Decoder;
-    let (maps, dims) = host(out.attentions[0].clone());
+    let (maps, dims) = host(out.probs[0].clone());
     assert_eq!(dims, [b, cfg.n_heads, t, t]);
     let expected = recompute_layer0(&m, out.residuals[0].clone(), causal);
     let mut max_diff = 0f64;
@@ -123,7 +121,7 @@ fn check_capture(cfg: ModelConfig) {
     );
     // Far from uniform, so the comparison means something.
     assert!(maps.iter().cloned().fold(0f32, f32::max) > 0.9);
-    for layer in &out.attentions {
+    for layer in &out.probs {
         let (maps, _) = host(layer.clone());
         for (r, row) in maps.chunks(t).enumerate() {
             let i = r % t;
@@ -173,7 +171,9 @@ fn nothing_is_kept_unless_asked() {
         },
         &ForwardOptions::default(),
     );
-    assert!(out.attentions.is_empty() && out.residuals.is_empty() && out.final_hidden.is_none());
+    let c = &out.captured;
+    assert!(c.probs.is_empty() && c.residuals.is_empty() && c.final_hidden.is_none());
+    assert!(c.scores.is_empty() && c.values.is_empty() && c.head_outputs.is_empty());
     assert_eq!(out.logits.dims(), [1, 8, 259]);
 }
 
@@ -192,12 +192,9 @@ fn padding_ablation_and_quiet_softmax() {
             ids: ids(1, 6),
             padding: Some(pad),
         },
-        &ForwardOptions {
-            attentions: true,
-            ..Default::default()
-        },
+        &ForwardOptions::capture(Taps::PROBS),
     );
-    let (maps, _) = host(out.attentions[1].clone());
+    let (maps, _) = host(out.captured.probs[1].clone());
     for row in maps.chunks(6) {
         assert_eq!(&row[4..], &[0.0, 0.0]);
         assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5);
@@ -215,13 +212,12 @@ fn padding_ablation_and_quiet_softmax() {
             padding: None,
         },
         &ForwardOptions {
-            attentions: true,
+            taps: Taps::PROBS,
             ablation: Some(ablation),
-            ..Default::default()
         },
     );
-    let (l0, _) = host(out.attentions[0].clone());
-    let (l1, _) = host(out.attentions[1].clone());
+    let (l0, _) = host(out.captured.probs[0].clone());
+    let (l1, _) = host(out.captured.probs[1].clone());
     assert!(l0[3 * 36 + 6] > 0.0, "layer 0 untouched");
     for i in 1..6 {
         let row = &l1[3 * 36 + i * 6..3 * 36 + i * 6 + 6];
@@ -240,12 +236,9 @@ fn padding_ablation_and_quiet_softmax() {
             ids: ids(1, 6),
             padding: None,
         },
-        &ForwardOptions {
-            attentions: true,
-            ..Default::default()
-        },
+        &ForwardOptions::capture(Taps::PROBS),
     );
-    let (maps, _) = host(out.attentions[0].clone());
+    let (maps, _) = host(out.captured.probs[0].clone());
     for row in maps.chunks(6) {
         let s: f32 = row.iter().sum();
         assert!(s < 1.0 && s > 0.0, "quiet softmax row sums to {s}");

@@ -15,7 +15,7 @@ use burn::prelude::*;
 use safetensors::SafeTensors;
 use sinkscope::eval::{ablate, lm_batch};
 use sinkscope::import::{self, load, Imported};
-use sinkscope::model::{Batch, ForwardOptions};
+use sinkscope::model::{Batch, ForwardOptions, Taps};
 
 use crate::common::root;
 use crate::import::{host, max_abs_diff, read_expected};
@@ -58,12 +58,9 @@ fn compare(m: &Imported<B>, reference: &Path) -> Deviation {
     };
     let out = m.model.forward(
         &batch,
-        &ForwardOptions {
-            attentions: true,
-            residuals: true,
-            ablation: None,
-        },
+        &ForwardOptions::capture(Taps::PROBS | Taps::RESIDUALS),
     );
+    let (logits, out) = (out.logits, out.captured);
     let l = m.config.n_layers;
     let list = |key: &str, n: usize| -> Vec<usize> {
         meta.get(key)
@@ -73,7 +70,7 @@ fn compare(m: &Imported<B>, reference: &Path) -> Deviation {
     let mut d = Deviation::default();
     let (att, att_shape) = (&want["attentions"].values, &want["attentions"].shape);
     let per = att_shape[1..].iter().product::<usize>();
-    let attentions: Vec<Vec<f32>> = out.attentions.into_iter().map(host).collect();
+    let attentions: Vec<Vec<f32>> = out.probs.into_iter().map(host).collect();
     for (k, layer) in list("layers", l).into_iter().enumerate() {
         let w = &att[k * per..(k + 1) * per];
         d.attentions = d
@@ -92,7 +89,7 @@ fn compare(m: &Imported<B>, reference: &Path) -> Deviation {
         d.hidden = d.hidden.max(diff);
         d.hidden_relative = d.hidden_relative.max(diff / scale.max(f32::MIN_POSITIVE));
     }
-    let all = host(out.logits);
+    let all = host(logits);
     if let Some(logits) = want.get("logits") {
         d.logits = max_abs_diff("logits", &all, &logits.values);
     }

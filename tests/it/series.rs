@@ -129,6 +129,7 @@ fn expected_scalars(revision: &str) -> BTreeMap<String, f64> {
     let probe = [SequenceCapture {
         tokens: ids,
         maps: AttentionMaps::new(l, h, t, data).unwrap(),
+        values: None,
         hidden: None,
         final_hidden: None,
         null_mass: None,
