@@ -113,7 +113,7 @@ where
 /// An error writing `path`; a full disk is said in words, with the promise that the
 /// previous checkpoint was not touched.
 fn write_err(path: &Path, e: &std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+    if crate::log::error::is_disk_full(e) {
         Error::file(
             path,
             "disk full: cannot write the checkpoint (the previous checkpoint is intact; free space and resume with --resume)",
