@@ -105,9 +105,16 @@ fn truncate_event_file(path: &Path, step: u64) -> Result<TruncateReport, LogErro
 /// Lines without a numeric `"step"` (headers, notes) are kept; lines that
 /// are not JSON — in practice the torn last line of a crashed run — are
 /// dropped and counted in [`TruncateReport::damaged`]. Kept lines are
-/// copied byte for byte. A missing file means a fresh run: nothing to do.
+/// copied byte for byte. A missing file means a fresh run, and something other
+/// than a regular file is left alone: nothing to do.
 pub fn truncate_jsonl_after(path: impl AsRef<Path>, step: u64) -> Result<TruncateReport, LogError> {
     let path = path.as_ref();
+    // A device or pipe in its place (`/dev/null` to keep no metrics) has nothing to
+    // cut back, and reading one may never end.
+    if fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        warn!("{}: not a regular file; left as it is", path.display());
+        return Ok(TruncateReport::default());
+    }
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TruncateReport::default()),

@@ -301,14 +301,16 @@ pub fn collect_run(name: &str, dir: &Path, opts: &CollectOptions) -> RunData {
 /// the step, and the report notes it; every other line is kept.
 fn read_metrics(run: &mut RunData) {
     let path = run.dir.join(METRICS_FILE);
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(_) => {
-            run.notes.push(format!(
-                "no {METRICS_FILE}: the run logged no evaluations (hooks off?)"
-            ));
-            return;
-        }
+    // Only a regular file: reading a device or pipe in its place may never end.
+    let bytes = match fs::metadata(&path) {
+        Ok(m) if m.is_file() => fs::read(&path).ok(),
+        _ => None,
+    };
+    let Some(bytes) = bytes else {
+        run.notes.push(format!(
+            "no {METRICS_FILE}: the run logged no evaluations (hooks off?)"
+        ));
+        return;
     };
     let (lines, mut damage) = scan_jsonl(&path, &bytes);
     for line in lines {
