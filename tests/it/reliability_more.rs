@@ -317,3 +317,57 @@ fn precompiled_charsmaps_are_checked_before_tokenizers_reads_them() {
         "{e}"
     );
 }
+
+/// Checkpoints written before checksums existed stay usable, with a warning naming
+/// the checkpoint, at resume and when `analyze` loads one; a checkpoint whose
+/// checksums disagree with its weights is refused at load, naming the file.
+#[test]
+fn checkpoints_without_checksums_load_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = train_cmd(&run, &["--set", "train.halt_after=10"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ckpt = |step: usize| run.join(format!("checkpoints/step-{step:08}"));
+    for step in [4, 8] {
+        std::fs::remove_file(ckpt(step).join("checksums.json")).unwrap();
+    }
+    let warning = |step: usize| {
+        format!(
+            "{}: no checksums.json (written before checkpoints carried checksums)",
+            ckpt(step).display()
+        )
+    };
+
+    let analyze = |what: &Path| {
+        bin()
+            .arg("analyze")
+            .arg(what)
+            .args(["--text", "And God said"])
+            .stdout(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let o = analyze(&ckpt(4));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&warning(4)), "{}", stderr(&o));
+
+    let o = train_cmd(&run, &["--resume"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&warning(8)), "{}", stderr(&o));
+
+    // The checkpoints the resumed run wrote carry checksums: a flipped weight byte
+    // is refused at load.
+    let weights = ckpt(24).join("model.safetensors");
+    let mut b = std::fs::read(&weights).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    std::fs::write(&weights, b).unwrap();
+    let o = analyze(&ckpt(24));
+    let line = one_error_line(&o, "corrupt weights");
+    assert!(
+        line.contains(&format!("{}: checksum mismatch", weights.display())),
+        "{line}"
+    );
+}
