@@ -3,9 +3,14 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
+use rayon::prelude::*;
 
-use crate::analysis::{analyze, table, AnalysisConfig, TopologyMode};
+use crate::analysis::topology::{
+    layer_simplex_estimate, too_many_simplices, DEFAULT_MAX_SIMPLICES,
+};
+use crate::analysis::{analyze, table, AnalysisConfig, AttentionMaps, TopologyMode};
+use crate::cli::topo::spinner;
 use crate::io::read_attention_file;
 
 /// Topology mode as a command-line value.
@@ -44,6 +49,14 @@ pub struct MetricsArgs {
     /// Skip the attention spectra (the slowest part for long sequences).
     #[arg(long)]
     pub no_spectra: bool,
+    /// Largest filtration value of the persistence (default: the enclosing radius;
+    /// the paper's pipeline takes the whole filtration).
+    #[arg(long, value_name = "R")]
+    pub threshold: Option<f64>,
+    /// Refuse, without a threshold, a layer whose filtration is estimated to hold more
+    /// simplices than this (such a computation can run for hours); as `topo`.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SIMPLICES)]
+    pub max_simplices: f64,
 }
 
 /// The configuration these arguments describe.
@@ -74,6 +87,9 @@ pub fn config_of(args: &MetricsArgs) -> anyhow::Result<AnalysisConfig> {
     if args.no_spectra {
         cfg.spectra = false;
     }
+    if args.threshold.is_some() {
+        cfg.topology.threshold = args.threshold;
+    }
     cfg.validate()?;
     Ok(cfg)
 }
@@ -82,7 +98,17 @@ pub fn config_of(args: &MetricsArgs) -> anyhow::Result<AnalysisConfig> {
 pub fn run(args: &MetricsArgs) -> anyhow::Result<()> {
     let cfg = config_of(args)?;
     let (maps, hidden) = read_attention_file(&args.file)?;
+    let bar = topology_estimate(args, &maps, &cfg)?.map(|(layer, points, estimate)| {
+        spinner(format!(
+            "metrics of {} layers; persistence of {points} points, up to about \
+             {estimate:.2e} simplices (layer {layer})",
+            maps.layers()
+        ))
+    });
     let report = analyze(&maps, hidden.as_ref(), None, &cfg);
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
     if let Some(out) = &args.json {
         let json = serde_json::to_string_pretty(&report)?;
         if out.as_os_str() == "-" {
@@ -93,6 +119,44 @@ pub fn run(args: &MetricsArgs) -> anyhow::Result<()> {
     }
     print!("{}", table::render_report(&report));
     Ok(())
+}
+
+/// The layer whose persistence is estimated to be the largest, its points and simplex
+/// estimate (`None` with topology off), refused as `topo` refuses when it exceeds
+/// `--max-simplices` without a threshold.
+fn topology_estimate(
+    args: &MetricsArgs,
+    maps: &AttentionMaps,
+    cfg: &AnalysisConfig,
+) -> anyhow::Result<Option<(usize, usize, f64)>> {
+    if !cfg.topology.enabled || maps.layers() == 0 {
+        return Ok(None);
+    }
+    let t = maps.seq_len();
+    let (layer, points, estimate) = (0..maps.layers())
+        .into_par_iter()
+        .map(|l| {
+            let (points, estimate) = layer_simplex_estimate(&maps.head_mean(l), t, &cfg.topology);
+            (l, points, estimate)
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+        .unwrap_or_default();
+    let topo = &cfg.topology;
+    let refusal = too_many_simplices(
+        points,
+        topo.maxdim,
+        estimate,
+        topo.threshold,
+        args.max_simplices,
+    );
+    if let Some(why) = refusal {
+        bail!(
+            "{}: layer {layer}: {why}; pass --threshold R or --max-tokens N to cut the \
+             filtration (or raise --max-simplices)",
+            args.file.display()
+        );
+    }
+    Ok(Some((layer, points, estimate)))
 }
 
 #[cfg(test)]
@@ -110,6 +174,8 @@ mod tests {
             topology_mode: None,
             max_tokens: None,
             no_spectra: false,
+            threshold: None,
+            max_simplices: DEFAULT_MAX_SIMPLICES,
         }
     }
 
@@ -132,6 +198,58 @@ mod tests {
         assert!(v["layers"][0]["fiedler"]["0.001"].is_number());
         assert!(v["layers"][0]["betti"]["1"].is_u64());
         assert!(v["frame_type"].is_string());
+    }
+
+    /// The paper's pipeline takes the whole filtration of every token: a long sequence
+    /// is refused before the computation with the estimate and the ways out, as `topo`
+    /// refuses; a threshold or fewer tokens let it run.
+    #[test]
+    fn a_filtration_too_large_is_refused_with_the_way_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("long.npy");
+        let t = 200;
+        let uniform_causal: Vec<f32> = (0..t)
+            .flat_map(|i| (0..t).map(move |j| if j <= i { 1.0 / (i + 1) as f32 } else { 0.0 }))
+            .collect();
+        write_npy_f32(&input, &[1, 1, t, t], &uniform_causal).unwrap();
+        let paper = |max_simplices: f64| MetricsArgs {
+            topology_mode: Some(ModeArg::Paper),
+            no_spectra: true,
+            max_simplices,
+            ..args(input.clone())
+        };
+        // C(200, 3) + C(200, 2) + 200 simplices up to dimension 2 (maxdim 1 + 1).
+        let complete = 1_313_400.0 + 19_900.0 + 200.0;
+        let cfg = config_of(&paper(1e6)).unwrap();
+        let (maps, _) = read_attention_file(&input).unwrap();
+        let e = topology_estimate(&paper(1e6), &maps, &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!("{}: layer 0: 200 points", input.display()))
+                && e.contains(&format!("about {complete:.2e} simplices"))
+                && e.contains("--threshold R or --max-tokens N"),
+            "{e}"
+        );
+        assert!(run(&paper(1e6)).is_err());
+        let (_, points, estimate) = topology_estimate(&paper(2e6), &maps, &cfg)
+            .unwrap()
+            .unwrap();
+        assert_eq!(points, 200);
+        assert!((estimate - complete).abs() < 1.0, "{estimate}");
+        for fix in [
+            MetricsArgs {
+                threshold: Some(0.5),
+                ..paper(1e6)
+            },
+            MetricsArgs {
+                max_tokens: Some(30),
+                ..paper(1e6)
+            },
+        ] {
+            let cfg = config_of(&fix).unwrap();
+            assert!(topology_estimate(&fix, &maps, &cfg).is_ok());
+        }
     }
 
     #[test]

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use serde::Serialize;
 
-use crate::analysis::topology::{estimated_simplices, MAX_DIM};
+use crate::analysis::topology::{
+    estimated_simplices, too_many_simplices, DEFAULT_MAX_SIMPLICES, MAX_DIM,
+};
 use crate::analysis::{rips_persistence, Diagrams, RipsInput};
 use crate::io::read_npy;
 
@@ -31,7 +33,7 @@ pub struct TopoArgs {
     pub threshold: Option<f64>,
     /// Refuse, without --threshold, a filtration estimated to hold more simplices than
     /// this (such a computation can run for hours).
-    #[arg(long, value_name = "N", default_value_t = 100_000_000.0)]
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_MAX_SIMPLICES)]
     pub max_simplices: f64,
 }
 
@@ -80,31 +82,41 @@ pub fn run(args: &TopoArgs) -> anyhow::Result<()> {
     }
     let input = input_of(args).context("reading the persistence input")?;
     let estimate = estimated_simplices(&input, args.maxdim, args.threshold);
-    if args.threshold.is_none() && estimate > args.max_simplices {
+    let refusal = too_many_simplices(
+        input.len(),
+        args.maxdim,
+        estimate,
+        args.threshold,
+        args.max_simplices,
+    );
+    if let Some(why) = refusal {
         bail!(
-            "{}: {} points up to dimension {} make about {estimate:.2e} simplices (limit {:.0e}): this can take hours; pass --threshold R to cut the filtration (or raise --max-simplices)",
-            args.file.display(),
-            input.len(),
-            args.maxdim,
-            args.max_simplices
+            "{}: {why}; pass --threshold R to cut the filtration (or raise --max-simplices)",
+            args.file.display()
         );
     }
-    // Progress: the estimate and a spinner with the elapsed time on stderr.
+    let bar = spinner(format!(
+        "persistence of {} points, about {estimate:.2e} simplices",
+        input.len()
+    ));
+    let diagrams = rips_persistence(&input, args.maxdim, args.threshold);
+    bar.finish_and_clear();
+    println!("{}", serde_json::to_string(&Output { diagrams })?);
+    Ok(())
+}
+
+/// A spinner with the elapsed time and `message` on stderr, for a long persistence
+/// computation (`topo`, `metrics`); `finish_and_clear` removes it.
+pub(crate) fn spinner(message: String) -> indicatif::ProgressBar {
     let bar =
         indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
     );
-    bar.set_message(format!(
-        "persistence of {} points, about {estimate:.2e} simplices",
-        input.len()
-    ));
+    bar.set_message(message);
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    let diagrams = rips_persistence(&input, args.maxdim, args.threshold);
-    bar.finish_and_clear();
-    println!("{}", serde_json::to_string(&Output { diagrams })?);
-    Ok(())
+    bar
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! ([`weights`]: every parameter found with its shape, every tensor used or explicitly
 //! ignorable), and loads the tokenizer ([`tokenizer`]).
 
+pub mod charsmap;
 pub mod error;
 pub mod families;
 pub mod gguf;

@@ -98,7 +98,11 @@ impl TextTokenizer {
             )
             .at(dir));
         }
-        let mut tokenizer = crate::error::contain(|| tokenizers::Tokenizer::from_file(&path))
+        let raw = std::fs::read(&path).map_err(|e| ImportErrorKind::Io(e).at(&path))?;
+        // What `tokenizers` would panic or abort on, refused naming the field.
+        crate::import::charsmap::check_tokenizer_json(&raw)
+            .map_err(|e| ImportErrorKind::Tokenizer(e).at(&path))?;
+        let mut tokenizer = crate::error::contain(|| tokenizers::Tokenizer::from_bytes(&raw))
             .map_err(|e| ImportErrorKind::Tokenizer(e).at(&path))?
             .map_err(|e| ImportErrorKind::Tokenizer(e.to_string()).at(&path))?;
         // transformers calls a fast tokenizer without padding or truncation unless asked,

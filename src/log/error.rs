@@ -9,6 +9,20 @@ use std::path::{Path, PathBuf};
 /// What went wrong while writing, reading or rewriting a log.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
+    /// The disk (or the user's quota) is full: `path` could not be written. Files
+    /// already complete (checkpoints, earlier log records) are left as they were.
+    #[error(
+        "{}: disk full: {action} (checkpoints already written are intact; free space, then \
+         `train --resume` continues a training run from its last checkpoint)",
+        .path.display()
+    )]
+    DiskFull {
+        /// What we were doing, in words.
+        action: &'static str,
+        /// The file that could not be written.
+        path: PathBuf,
+    },
+
     /// An operating-system call failed on `path`; `action` says which one in
     /// words ("cannot create log folder", "cannot write", …).
     #[error("{action} {}: {source}", .path.display())]
@@ -21,50 +35,10 @@ pub enum LogError {
         source: io::Error,
     },
 
-    /// A record's framing is damaged: a CRC does not match.
-    #[error("{}: corrupt record at byte offset {offset}: {problem}", .path.display())]
-    Corrupt {
-        /// The event file.
-        path: PathBuf,
-        /// Byte offset of the start of the damaged record.
-        offset: u64,
-        /// Which check failed.
-        problem: String,
-    },
-
-    /// The file ends in the middle of a record (a crash while writing, or a
-    /// file still being written).
-    #[error("{}: truncated record at byte offset {offset}: {problem}", .path.display())]
-    Truncated {
-        /// The event file.
-        path: PathBuf,
-        /// Byte offset of the start of the incomplete record.
-        offset: u64,
-        /// What was missing.
-        problem: String,
-    },
-
-    /// A record's framing is intact but its payload is not an `Event`.
-    #[error("{}: cannot decode the event at byte offset {offset}: {source}", .path.display())]
-    Decode {
-        /// The event file.
-        path: PathBuf,
-        /// Byte offset of the start of the record.
-        offset: u64,
-        /// What prost reported.
-        source: prost::DecodeError,
-    },
-
-    /// A JSONL file has a line that is not a JSON object.
-    #[error("{}:{line}: {problem}", .path.display())]
-    Jsonl {
-        /// The JSONL file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong with it.
-        problem: String,
-    },
+    /// An event file holds a damaged record (bad CRC, cut short, or not an
+    /// `Event`); the message names the file, the byte offset and the step lost.
+    #[error("{0}")]
+    Damaged(Box<crate::log::reader::Damage>),
 
     /// A value could not be turned into one JSON line.
     #[error("cannot serialize a line for {}: {source}", .path.display())]
@@ -94,12 +68,52 @@ pub enum LogError {
 
 impl LogError {
     /// Wraps an `io::Error` with the path and the action, the form every
-    /// file operation in this module reports.
+    /// file operation in this module reports; a full disk says so in words.
     pub(crate) fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
-        LogError::Io {
-            action,
-            path: path.to_path_buf(),
-            source,
+        let path = path.to_path_buf();
+        if is_disk_full(&source) {
+            LogError::DiskFull { action, path }
+        } else {
+            LogError::Io {
+                action,
+                path,
+                source,
+            }
         }
+    }
+}
+
+/// Whether `e` says the disk or the user's disk quota is full (ENOSPC, EDQUOT), which
+/// deserves words rather than "os error 28".
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(code) if code == libc::ENOSPC || code == libc::EDQUOT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_disk_is_said_in_words_naming_the_file() {
+        let path = Path::new("/runs/a/metrics.jsonl");
+        for code in [libc::ENOSPC, libc::EDQUOT] {
+            let e = LogError::io("cannot write", path, io::Error::from_raw_os_error(code));
+            let msg = e.to_string();
+            assert!(
+                msg.starts_with("/runs/a/metrics.jsonl: disk full: cannot write"),
+                "{msg}"
+            );
+            assert!(
+                msg.contains("checkpoints already written are intact"),
+                "{msg}"
+            );
+        }
+        let other = LogError::io(
+            "cannot write",
+            path,
+            io::Error::from_raw_os_error(libc::EIO),
+        );
+        assert!(matches!(other, LogError::Io { .. }), "{other}");
     }
 }

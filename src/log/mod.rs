@@ -17,6 +17,15 @@
 //! Python serializer and read every file back with CRC checks
 //! (`reader.rs`).
 //!
+//! # Damaged logs
+//! One lenient reader per format serves resume, the report and the tests: a
+//! damaged event record is skipped by finding the next offset where both CRCs of
+//! a record hold (`record.rs`, [`record::scan`]), a JSONL line that is not JSON is
+//! skipped ([`jsonl::scan_jsonl`]), and each loss is described with its file and
+//! step ([`reader::Damage`], [`jsonl::JsonlDamage`]) so callers can warn. A full
+//! disk is an error naming the file ([`LogError::DiskFull`]); the writers leave
+//! whole records only.
+//!
 //! # Files
 //! - `tensorboard.rs`: [`TensorBoardWriter`].
 //! - `event.rs`: the protobuf messages.
@@ -28,7 +37,8 @@
 //!   layer).
 //! - `progress.rs`: [`Progress`], a progress bar on a terminal and plain
 //!   periodic lines elsewhere.
-//! - `reader.rs`: [`read_events`], for tests and resume.
+//! - `reader.rs`: [`read_event_log`] (lenient, for resume and the report) and
+//!   [`read_events`] (strict, for tests).
 //! - `resume.rs`: [`truncate_after`], [`truncate_jsonl_after`].
 //! - `jsonl.rs`: [`JsonlWriter`].
 //! - `image.rs`: [`RgbImage`] and PNG encoding; `plot.rs`: [`heatmap`],
@@ -52,11 +62,11 @@ pub mod tensorboard;
 
 pub use error::LogError;
 pub use image::RgbImage;
-pub use jsonl::JsonlWriter;
+pub use jsonl::{scan_jsonl, JsonlDamage, JsonlWriter};
 pub use layout::{Category, Chart, Layout};
 pub use plot::{heatmap, scale_to_fit, scatter, viridis};
 pub use progress::Progress;
-pub use reader::{read_events, EventRecord, LoggedValue};
+pub use reader::{read_event_log, read_events, Damage, EventLog, EventRecord, LoggedValue};
 pub use resume::{truncate_after, truncate_jsonl_after, TruncateReport};
 pub use run_log::{RunLog, TagFilter};
 pub use tensorboard::TensorBoardWriter;

@@ -1,11 +1,13 @@
 //! Reads event files back: framing checked with both CRCs, each `Event`
 //! decoded and flattened into one [`EventRecord`] per logged value.
 //!
-//! Used by our tests (does what we wrote say what we meant?) and by resume
-//! (which steps are already logged?).
+//! One lenient reader: a damaged record is skipped and described (file, byte
+//! offset, the step lost) and the intact records after it are kept. Resume (which
+//! steps are already logged?), the report (what did the run log?) and the tests
+//! (does what we wrote say what we meant? — strictly, via [`read_events`]) all read
+//! through it.
 
-use std::fs::{self, File};
-use std::io::BufReader;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use prost::Message;
@@ -13,7 +15,7 @@ use prost::Message;
 use super::event::{Event, HistogramProto, SummaryValue, Value, What, DT_STRING, TEXT_PLUGIN};
 use super::hparams::{self, HParamsPluginData};
 use super::layout::{self, Layout};
-use super::record::{Record, RecordReader};
+use super::record::{scan, Flaw, Piece};
 use super::tensorboard::EVENT_FILE_PREFIX;
 use super::LogError;
 
@@ -123,40 +125,192 @@ pub fn event_files(dir: &Path) -> Result<Vec<PathBuf>, LogError> {
     Ok(files)
 }
 
-/// Every value in an event file, or in all event files of a folder (in
-/// file order), with an error naming the file and byte offset at the first
-/// corrupt, truncated or undecodable record.
-pub fn read_events(path_or_dir: impl AsRef<Path>) -> Result<Vec<EventRecord>, LogError> {
+/// Why a stretch of an event file was skipped.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DamageKind {
+    /// A CRC does not match (bytes changed on disk, or garbage in the file).
+    Corrupt(Flaw),
+    /// The file ends inside a record: a crash while writing, or a file still being
+    /// written.
+    CutShort(Flaw),
+    /// The framing is intact but the payload is not an `Event`.
+    Undecodable(prost::DecodeError),
+}
+
+/// A damaged record of an event file, skipped by the reader, with what is known of
+/// the step it held, so a warning can say what was lost.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Damage {
+    /// The event file.
+    pub path: PathBuf,
+    /// Byte offset where the damaged record starts.
+    pub offset: u64,
+    /// Bytes skipped.
+    pub len: u64,
+    /// What is wrong.
+    pub kind: DamageKind,
+    /// The step the damaged record names, when its payload still decodes.
+    pub step: Option<i64>,
+    /// Step of the last intact event before it in the file, if any.
+    pub after: Option<i64>,
+    /// Step of the first intact event after it in the file, if any.
+    pub before: Option<i64>,
+}
+
+impl Damage {
+    /// Which step was lost, in words: the record's own step when legible, else the
+    /// steps of its intact neighbours.
+    pub fn lost_step(&self) -> String {
+        match (self.step, self.after, self.before) {
+            (Some(s), _, _) => format!("step {s}"),
+            (None, Some(a), Some(b)) if a == b => format!("step {a}"),
+            (None, Some(a), Some(b)) => format!("a step from {a} to {b}"),
+            (None, Some(a), None) => format!("a step from {a} on"),
+            (None, None, Some(b)) => format!("a step up to {b}"),
+            (None, None, None) => "step unknown".into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (path, offset, lost) = (self.path.display(), self.offset, self.lost_step());
+        match &self.kind {
+            DamageKind::Corrupt(flaw) => write!(
+                f,
+                "{path}: damaged record at byte offset {offset} ({flaw}; {} bytes skipped; {lost})",
+                self.len
+            ),
+            DamageKind::CutShort(flaw) => write!(
+                f,
+                "{path}: record cut short at byte offset {offset} (end of file; {flaw}; {lost})"
+            ),
+            DamageKind::Undecodable(e) => write!(
+                f,
+                "{path}: cannot decode the event at byte offset {offset} ({e}; {lost})"
+            ),
+        }
+    }
+}
+
+/// What the reader found in event files: every intact value, and every damaged
+/// record it skipped.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EventLog {
+    /// The values of the intact events, in file order.
+    pub events: Vec<EventRecord>,
+    /// The records skipped, in file order.
+    pub damage: Vec<Damage>,
+}
+
+/// One intact event of a file and the raw record it came from.
+pub(crate) struct ScannedEvent {
+    /// The record's payload, for rewriting the file byte for byte.
+    pub payload: Vec<u8>,
+    /// The decoded event.
+    pub event: Event,
+}
+
+/// Reads an event file leniently: each damaged record (bad CRC, cut short, not an
+/// `Event`) is skipped and described, and the intact records after it are kept. The
+/// one reader behind [`read_events`], [`read_event_log`] and resume. Fails only when
+/// the file cannot be read.
+pub(crate) fn scan_event_file(path: &Path) -> Result<(Vec<ScannedEvent>, Vec<Damage>), LogError> {
+    let bytes = fs::read(path).map_err(|e| LogError::io("cannot read", path, e))?;
+    let mut events: Vec<ScannedEvent> = Vec::new();
+    let mut damage: Vec<Damage> = Vec::new();
+    // Damage from `waiting` on has yet to learn the step of the next intact event.
+    let mut waiting = 0;
+    let mut last_step = None;
+    for piece in scan(&bytes) {
+        let (offset, len, kind, step) = match piece {
+            Piece::Record { offset, payload } => match Event::decode(payload) {
+                Ok(event) => {
+                    if !matches!(event.what, Some(What::FileVersion(_))) {
+                        for d in &mut damage[waiting..] {
+                            d.before = Some(event.step);
+                        }
+                        waiting = damage.len();
+                        last_step = Some(event.step);
+                    }
+                    events.push(ScannedEvent {
+                        payload: payload.to_vec(),
+                        event,
+                    });
+                    continue;
+                }
+                Err(e) => (
+                    offset,
+                    payload.len() as u64 + 16,
+                    DamageKind::Undecodable(e),
+                    None,
+                ),
+            },
+            Piece::Damaged { offset, len, flaw } => {
+                let kind = if flaw.is_cut() && offset + len == bytes.len() as u64 {
+                    DamageKind::CutShort(flaw)
+                } else {
+                    DamageKind::Corrupt(flaw)
+                };
+                (offset, len, kind, own_step(&bytes, offset, len, flaw))
+            }
+        };
+        damage.push(Damage {
+            path: path.to_path_buf(),
+            offset,
+            len,
+            kind,
+            step,
+            after: last_step,
+            before: None,
+        });
+    }
+    Ok((events, damage))
+}
+
+/// The step a damaged record names, when its length is sound and its payload still
+/// decodes as an `Event` (a changed byte in a value, not in the step).
+fn own_step(bytes: &[u8], offset: u64, len: u64, flaw: Flaw) -> Option<i64> {
+    if flaw != Flaw::PayloadCrc {
+        return None;
+    }
+    let start = usize::try_from(offset).ok()? + 12;
+    let end = usize::try_from(offset + len).ok()?.checked_sub(4)?;
+    let event = Event::decode(bytes.get(start..end)?).ok()?;
+    (!matches!(event.what, Some(What::FileVersion(_)))).then_some(event.step)
+}
+
+/// Every intact value in an event file, or in all event files of a folder (in file
+/// order), and each damaged record skipped on the way; see [`scan_event_file`].
+/// Callers warn about [`EventLog::damage`], naming the file and the step lost.
+pub fn read_event_log(path_or_dir: impl AsRef<Path>) -> Result<EventLog, LogError> {
     let path = path_or_dir.as_ref();
     let files = if path.is_dir() {
         event_files(path)?
     } else {
         vec![path.to_path_buf()]
     };
-    let mut out = Vec::new();
+    let mut log = EventLog::default();
     for file in &files {
-        let mut reader = open_records(file)?;
-        while let Some(record) = reader.next_record()? {
-            flatten(decode_event(file, &record)?, &mut out);
+        let (events, damage) = scan_event_file(file)?;
+        for e in events {
+            flatten(e.event, &mut log.events);
         }
+        log.damage.extend(damage);
     }
-    Ok(out)
+    Ok(log)
 }
 
-/// A record reader over `path`, buffered.
-pub(crate) fn open_records(path: &Path) -> Result<RecordReader<BufReader<File>>, LogError> {
-    let file = File::open(path).map_err(|e| LogError::io("cannot open", path, e))?;
-    Ok(RecordReader::new(BufReader::new(file), path))
-}
-
-/// Decodes a record's payload as an `Event`, naming file and offset on
-/// failure.
-pub(crate) fn decode_event(path: &Path, record: &Record) -> Result<Event, LogError> {
-    Event::decode(record.payload.as_slice()).map_err(|source| LogError::Decode {
-        path: path.to_path_buf(),
-        offset: record.offset,
-        source,
-    })
+/// Every value in an event file, or in all event files of a folder, strictly: the
+/// first damaged record is an error naming the file, the byte offset and the step
+/// lost. For tests and tools that must see a file whole; the report and resume use
+/// [`read_event_log`].
+pub fn read_events(path_or_dir: impl AsRef<Path>) -> Result<Vec<EventRecord>, LogError> {
+    let log = read_event_log(path_or_dir)?;
+    match log.damage.into_iter().next() {
+        Some(d) => Err(LogError::Damaged(Box::new(d))),
+        None => Ok(log.events),
+    }
 }
 
 /// Appends one [`EventRecord`] per value of `event` to `out`.
@@ -247,50 +401,107 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_corrupt_byte_is_reported_with_file_and_offset() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = written_file(dir.path());
-        let mut bytes = fs::read(&file).unwrap();
-        // Find the second record's start (end of the file_version record).
-        let mut r = RecordReader::new(bytes.as_slice(), &file);
-        let first = r.next_record().unwrap().unwrap();
-        let second_start = first.end() as usize;
-        bytes[second_start + 14] ^= 0xff; // inside the second payload
-        fs::write(&file, &bytes).unwrap();
-
-        let err = read_events(&file).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            matches!(err, LogError::Corrupt { offset, .. } if offset == second_start as u64),
-            "{msg}"
-        );
-        assert!(msg.contains(&file.display().to_string()), "{msg}");
-        assert!(
-            msg.contains(&format!("byte offset {second_start}")),
-            "{msg}"
-        );
+    /// Byte offsets where the records of `file` start.
+    fn record_starts(file: &Path) -> Vec<usize> {
+        let bytes = fs::read(file).unwrap();
+        let mut starts = vec![0];
+        while let Ok((_, end)) = crate::log::record::record_at(&bytes, *starts.last().unwrap()) {
+            starts.push(end);
+        }
+        starts.pop();
+        starts
     }
 
     #[test]
-    fn a_cut_file_is_reported_as_truncated() {
+    fn a_corrupt_byte_is_reported_with_file_offset_and_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = written_file(dir.path());
+        let starts = record_starts(&file);
+        let clean = fs::read(&file).unwrap();
+        // A payload byte of the step-1 record (its step still legible), then a
+        // length byte (its step known only from its neighbours).
+        for (at, lost) in [
+            (starts[1] + 20, "step 1"),
+            (starts[1] + 1, "a step up to 2"),
+        ] {
+            let mut bytes = clean.clone();
+            bytes[at] ^= 0xff;
+            fs::write(&file, &bytes).unwrap();
+
+            let err = read_events(&file).unwrap_err();
+            let msg = err.to_string();
+            assert!(
+                matches!(&err, LogError::Damaged(d) if d.offset == starts[1] as u64
+                    && matches!(d.kind, DamageKind::Corrupt(_))),
+                "{msg}"
+            );
+            assert!(
+                msg.starts_with(&format!(
+                    "{}: damaged record at byte offset {}",
+                    file.display(),
+                    starts[1]
+                )),
+                "{msg}"
+            );
+            assert!(msg.contains(lost), "{msg}");
+
+            // The lenient reader keeps every other value.
+            let log = read_event_log(&file).unwrap();
+            let steps: Vec<i64> = log.events.iter().map(|e| e.step).collect();
+            assert_eq!(steps, [0, 2, 3]);
+            assert_eq!(log.damage.len(), 1);
+            assert_eq!(log.damage[0].lost_step(), lost);
+        }
+    }
+
+    #[test]
+    fn a_cut_file_is_reported_as_cut_short() {
         let dir = tempfile::tempdir().unwrap();
         let file = written_file(dir.path());
         let bytes = fs::read(&file).unwrap();
         fs::write(&file, &bytes[..bytes.len() - 3]).unwrap();
         let err = read_events(&file).unwrap_err();
-        assert!(matches!(err, LogError::Truncated { .. }), "{err}");
+        assert!(
+            matches!(&err, LogError::Damaged(d) if matches!(d.kind, DamageKind::CutShort(_))),
+            "{err}"
+        );
+        assert!(err.to_string().contains("a step from 2 on"), "{err}");
+        let log = read_event_log(&file).unwrap();
+        assert_eq!(log.events.len(), 3);
     }
 
     #[test]
-    fn intact_framing_around_garbage_is_a_decode_error() {
+    fn intact_framing_around_garbage_is_an_undecodable_record() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join(format!("{EVENT_FILE_PREFIX}0.x"));
         let mut bytes = Vec::new();
         crate::log::record::write_record(&mut bytes, &[0xff, 0xff, 0xff]).unwrap();
         fs::write(&file, &bytes).unwrap();
         let err = read_events(&file).unwrap_err();
-        assert!(matches!(err, LogError::Decode { offset: 0, .. }), "{err}");
+        assert!(
+            matches!(&err, LogError::Damaged(d) if d.offset == 0
+                && matches!(d.kind, DamageKind::Undecodable(_))),
+            "{err}"
+        );
+    }
+
+    /// Damage in two files of a folder: each is named, every intact value is kept.
+    #[test]
+    fn a_folder_keeps_what_is_intact_in_each_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = written_file(dir.path());
+        let b = written_file(dir.path());
+        for f in [&a, &b] {
+            let mut bytes = fs::read(f).unwrap();
+            let at = record_starts(f)[2] + 14;
+            bytes[at] ^= 1;
+            fs::write(f, bytes).unwrap();
+        }
+        let log = read_event_log(dir.path()).unwrap();
+        let paths: Vec<&Path> = log.damage.iter().map(|d| d.path.as_path()).collect();
+        assert_eq!(paths, [a.as_path(), b.as_path()]);
+        assert_eq!(log.events.len(), 6);
+        assert!(log.damage.iter().all(|d| d.lost_step() == "step 2"));
     }
 
     #[test]

@@ -14,13 +14,7 @@
 //! as in TensorFlow's `tsl/lib/hash/crc32c.h`. The mask keeps a CRC computed
 //! over data that itself contains CRCs from degenerating.
 
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
-
-use super::LogError;
-
-/// Bytes of framing around each payload: length, its CRC, the payload's CRC.
-pub const FRAMING_BYTES: u64 = 8 + 4 + 4;
+use std::io::{self, Write};
 
 /// The constant TensorFlow adds when masking a CRC.
 const MASK_DELTA: u32 = 0xa282_ead8;
@@ -41,122 +35,140 @@ pub fn write_record<W: Write>(out: &mut W, payload: &[u8]) -> io::Result<()> {
     out.write_all(&masked_crc32c(payload).to_le_bytes())
 }
 
-/// One record read back: where it starts and what it carries.
+/// Why the bytes at an offset are not an intact record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flaw {
+    /// The file ends before the 12 bytes of length and length CRC.
+    HeaderCut {
+        /// Header bytes present.
+        have: usize,
+    },
+    /// The CRC of the length does not match: the length cannot be trusted.
+    LengthCrc,
+    /// The file ends inside the payload or its CRC.
+    PayloadCut {
+        /// Payload bytes (with CRC) present.
+        have: u64,
+        /// Payload bytes (with CRC) the length announces.
+        want: u64,
+    },
+    /// The CRC of the payload does not match.
+    PayloadCrc,
+}
+
+impl Flaw {
+    /// Whether the record runs past the end of the file (a crash mid-write) rather
+    /// than failing a checksum.
+    pub fn is_cut(&self) -> bool {
+        matches!(self, Flaw::HeaderCut { .. } | Flaw::PayloadCut { .. })
+    }
+}
+
+impl std::fmt::Display for Flaw {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Flaw::HeaderCut { have } => write!(f, "header has {have} of 12 bytes"),
+            Flaw::LengthCrc => write!(f, "length CRC mismatch"),
+            Flaw::PayloadCut { have, want } => {
+                write!(f, "payload and CRC have {have} of {want} bytes")
+            }
+            Flaw::PayloadCrc => write!(f, "payload CRC mismatch"),
+        }
+    }
+}
+
+/// The record framed at byte `at` of `bytes` if both its CRCs hold: its payload and
+/// the offset where the next record starts.
+pub fn record_at(bytes: &[u8], at: usize) -> Result<(&[u8], usize), Flaw> {
+    let rest = bytes.get(at..).unwrap_or_default();
+    let Some(header) = rest.get(..12) else {
+        return Err(Flaw::HeaderCut { have: rest.len() });
+    };
+    let (len_bytes, len_crc) = header.split_at(8);
+    if masked_crc32c(len_bytes) != le_u32(len_crc) {
+        return Err(Flaw::LengthCrc);
+    }
+    let len = u64::from_le_bytes(len_bytes.try_into().unwrap_or_default());
+    let body = &rest[12..];
+    let want = len.saturating_add(4);
+    let Some(payload) = usize::try_from(len).ok().and_then(|l| body.get(..l)) else {
+        return Err(Flaw::PayloadCut {
+            have: body.len() as u64,
+            want,
+        });
+    };
+    let Some(crc) = body.get(payload.len()..payload.len() + 4) else {
+        return Err(Flaw::PayloadCut {
+            have: body.len() as u64,
+            want,
+        });
+    };
+    if masked_crc32c(payload) != le_u32(crc) {
+        return Err(Flaw::PayloadCrc);
+    }
+    Ok((payload, at + 12 + payload.len() + 4))
+}
+
+/// What [`scan`] finds, in file order.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// Byte offset of the record's first length byte in the file.
-    pub offset: u64,
-    /// The checked payload.
-    pub payload: Vec<u8>,
+pub enum Piece<'a> {
+    /// An intact record.
+    Record {
+        /// Byte offset of its first length byte.
+        offset: u64,
+        /// The checked payload.
+        payload: &'a [u8],
+    },
+    /// Bytes that hold no intact record, up to the next intact one or the end.
+    Damaged {
+        /// Byte offset where the damage starts (where a record was expected).
+        offset: u64,
+        /// Bytes skipped.
+        len: u64,
+        /// What is wrong with the record expected at `offset`.
+        flaw: Flaw,
+    },
 }
 
-impl Record {
-    /// Byte offset just past this record, where the next one starts.
-    pub fn end(&self) -> u64 {
-        self.offset + FRAMING_BYTES + self.payload.len() as u64
-    }
-}
-
-/// Reads records one by one, checking both CRCs, and reports damage with the
-/// file name and the byte offset of the damaged record.
-pub struct RecordReader<R> {
-    inner: R,
-    path: PathBuf,
-    offset: u64,
-}
-
-impl<R: Read> RecordReader<R> {
-    /// Reads records from `inner`; `path` is only used to name the file in
-    /// errors.
-    pub fn new(inner: R, path: &Path) -> Self {
-        RecordReader {
-            inner,
-            path: path.to_path_buf(),
-            offset: 0,
-        }
-    }
-
-    /// The next record, `None` at a clean end of file (exactly between two
-    /// records), or an error naming the file and offset when the record is
-    /// corrupt or cut short.
-    pub fn next_record(&mut self) -> Result<Option<Record>, LogError> {
-        let start = self.offset;
-        let mut header = [0u8; 12];
-        let got = self.read_up_to(&mut header)?;
-        if got == 0 {
-            return Ok(None);
-        }
-        if got < header.len() {
-            return Err(self.truncated(start, format!("header has {got} of 12 bytes")));
-        }
-        let (len_bytes, len_crc) = header.split_at(8);
-        if masked_crc32c(len_bytes) != le_u32(len_crc) {
-            return Err(self.corrupt(start, "length CRC mismatch"));
-        }
-        let mut len_le = [0u8; 8];
-        len_le.copy_from_slice(len_bytes);
-        let len = u64::from_le_bytes(len_le);
-
-        // `take` + `read_to_end` grows the buffer as bytes arrive, so a huge
-        // length in a damaged file cannot make us allocate it up front.
-        let mut payload = Vec::new();
-        let read = (&mut self.inner)
-            .take(len)
-            .read_to_end(&mut payload)
-            .map_err(|e| LogError::io("cannot read", &self.path, e))?;
-        if (read as u64) < len {
-            return Err(self.truncated(start, format!("payload has {read} of {len} bytes")));
-        }
-        let mut crc = [0u8; 4];
-        let got = self.read_up_to(&mut crc)?;
-        if got < crc.len() {
-            return Err(self.truncated(start, "payload CRC missing".to_string()));
-        }
-        if masked_crc32c(&payload) != u32::from_le_bytes(crc) {
-            return Err(self.corrupt(start, "payload CRC mismatch"));
-        }
-        self.offset = start + FRAMING_BYTES + len;
-        Ok(Some(Record {
-            offset: start,
-            payload,
-        }))
-    }
-
-    /// Fills as much of `buf` as the input has; fewer bytes only at EOF.
-    fn read_up_to(&mut self, buf: &mut [u8]) -> Result<usize, LogError> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            match self.inner.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(LogError::io("cannot read", &self.path, e)),
+/// Every intact record of an event file, and each damaged stretch between them. The
+/// only reader of the framing, so resume, reports and tests agree on what a file
+/// holds.
+///
+/// TFRecord framing carries a CRC of the length and one of the payload, so damage is
+/// recognised and the next intact record found again: the scan resumes at the next
+/// offset where a whole record (both CRCs) checks out. A false match needs two 32-bit
+/// CRCs to agree by chance. Each offset costs one CRC of 8 bytes, so a damaged file is
+/// scanned in time linear in its size.
+pub fn scan(bytes: &[u8]) -> Vec<Piece<'_>> {
+    let mut pieces = Vec::new();
+    let mut at = 0;
+    while at < bytes.len() {
+        match record_at(bytes, at) {
+            Ok((payload, end)) => {
+                pieces.push(Piece::Record {
+                    offset: at as u64,
+                    payload,
+                });
+                at = end;
+            }
+            Err(flaw) => {
+                let next = (at + 1..bytes.len())
+                    .find(|&q| record_at(bytes, q).is_ok())
+                    .unwrap_or(bytes.len());
+                pieces.push(Piece::Damaged {
+                    offset: at as u64,
+                    len: (next - at) as u64,
+                    flaw,
+                });
+                at = next;
             }
         }
-        Ok(filled)
     }
-
-    fn corrupt(&self, offset: u64, problem: &str) -> LogError {
-        LogError::Corrupt {
-            path: self.path.clone(),
-            offset,
-            problem: problem.to_string(),
-        }
-    }
-
-    fn truncated(&self, offset: u64, problem: String) -> LogError {
-        LogError::Truncated {
-            path: self.path.clone(),
-            offset,
-            problem,
-        }
-    }
+    pieces
 }
 
 fn le_u32(bytes: &[u8]) -> u32 {
-    let mut b = [0u8; 4];
-    b.copy_from_slice(bytes);
-    u32::from_le_bytes(b)
+    u32::from_le_bytes(bytes.try_into().unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -195,70 +207,108 @@ mod tests {
         buf
     }
 
+    const STARTS: [u64; 3] = [0, 21, 37];
+
+    fn records(pieces: &[Piece]) -> Vec<(u64, Vec<u8>)> {
+        pieces
+            .iter()
+            .filter_map(|p| match p {
+                Piece::Record { offset, payload } => Some((*offset, payload.to_vec())),
+                Piece::Damaged { .. } => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn reads_back_with_offsets() {
         let buf = two_records();
-        let mut r = RecordReader::new(buf.as_slice(), Path::new("mem"));
-        let a = r.next_record().unwrap().unwrap();
-        let b = r.next_record().unwrap().unwrap();
-        let c = r.next_record().unwrap().unwrap();
-        assert!(r.next_record().unwrap().is_none());
-        assert_eq!((a.offset, a.payload.as_slice()), (0, &b"first"[..]));
-        assert_eq!((b.offset, b.payload.len()), (21, 0));
-        assert_eq!(c.offset, 37);
-        assert_eq!(c.payload, b"third record");
-        assert_eq!(c.end(), buf.len() as u64);
+        let got = records(&scan(&buf));
+        assert_eq!(
+            got,
+            vec![
+                (0, b"first".to_vec()),
+                (21, Vec::new()),
+                (37, b"third record".to_vec())
+            ]
+        );
+        assert_eq!(scan(&buf).len(), 3);
+        assert_eq!(record_at(&buf, 37).unwrap().1, buf.len());
+        assert!(scan(&[]).is_empty());
     }
 
+    /// A flipped byte anywhere costs exactly the record holding it: the damage starts
+    /// at that record's offset, and the other two records are found again.
     #[test]
-    fn every_flipped_byte_is_caught_with_its_record_offset() {
+    fn every_flipped_byte_costs_only_its_record() {
         let clean = two_records();
+        let all = records(&scan(&clean));
         for i in 0..clean.len() {
             let mut buf = clean.clone();
             buf[i] ^= 0x40;
-            let mut r = RecordReader::new(buf.as_slice(), Path::new("ev"));
-            let err = loop {
-                match r.next_record() {
-                    Ok(Some(_)) => continue,
-                    Ok(None) => panic!("flip at {i} not detected"),
-                    Err(e) => break e,
+            let pieces = scan(&buf);
+            let start = STARTS.into_iter().rfind(|&s| s <= i as u64).unwrap();
+            let damaged: Vec<(u64, Flaw)> = pieces
+                .iter()
+                .filter_map(|p| match p {
+                    Piece::Damaged { offset, flaw, .. } => Some((*offset, *flaw)),
+                    Piece::Record { .. } => None,
+                })
+                .collect();
+            assert_eq!(damaged.len(), 1, "flip at {i}: {pieces:?}");
+            assert_eq!(damaged[0].0, start, "flip at {i}");
+            assert!(!damaged[0].1.is_cut(), "flip at {i}");
+            let kept: Vec<_> = all.iter().filter(|(o, _)| *o != start).cloned().collect();
+            assert_eq!(records(&pieces), kept, "flip at {i}");
+        }
+    }
+
+    #[test]
+    fn every_cut_is_a_cut_short_tail() {
+        let clean = two_records();
+        for cut in 0..clean.len() {
+            let pieces = scan(&clean[..cut]);
+            let whole = STARTS.iter().filter(|&&s| s < cut as u64).count();
+            if STARTS.contains(&(cut as u64)) {
+                assert_eq!(records(&pieces).len(), whole, "cut at {cut}");
+                assert!(pieces.iter().all(|p| matches!(p, Piece::Record { .. })));
+            } else {
+                assert_eq!(records(&pieces).len(), whole - 1, "cut at {cut}");
+                match pieces.last().unwrap() {
+                    Piece::Damaged { offset, len, flaw } => {
+                        assert!(flaw.is_cut(), "cut at {cut}: {flaw}");
+                        assert_eq!(offset + len, cut as u64);
+                    }
+                    other => panic!("cut at {cut}: {other:?}"),
                 }
-            };
-            let record_start = [0u64, 21, 37]
-                .into_iter()
-                .rfind(|&s| s <= i as u64)
-                .unwrap();
-            match err {
-                LogError::Corrupt { offset, .. } => assert_eq!(offset, record_start, "flip at {i}"),
-                other => panic!("flip at {i}: unexpected {other}"),
             }
         }
     }
 
     #[test]
-    fn every_cut_is_reported_as_truncated() {
+    fn garbage_between_records_is_one_damaged_stretch() {
         let clean = two_records();
-        let boundaries = [0usize, 21, 37, clean.len()];
-        for cut in 0..clean.len() {
-            let mut r = RecordReader::new(&clean[..cut], Path::new("ev"));
-            let result = loop {
-                match r.next_record() {
-                    Ok(Some(_)) => continue,
-                    other => break other,
-                }
-            };
-            if boundaries.contains(&cut) {
-                assert!(matches!(result, Ok(None)), "cut at {cut}");
-            } else {
-                let err = result.unwrap_err();
-                assert!(
-                    matches!(err, LogError::Truncated { .. }),
-                    "cut at {cut}: {err}"
-                );
-                assert!(err
-                    .to_string()
-                    .starts_with("ev: truncated record at byte offset"));
+        let mut buf = clean[..21].to_vec();
+        buf.extend_from_slice(&[0xAB; 100]);
+        buf.extend_from_slice(&clean[21..]);
+        let pieces = scan(&buf);
+        assert_eq!(records(&pieces).len(), 3);
+        assert_eq!(
+            pieces[1],
+            Piece::Damaged {
+                offset: 21,
+                len: 100,
+                flaw: Flaw::LengthCrc
             }
-        }
+        );
+        // A huge length with a valid CRC is a cut, not an allocation.
+        let mut huge = Vec::new();
+        let len = u64::MAX.to_le_bytes();
+        huge.extend_from_slice(&len);
+        huge.extend_from_slice(&masked_crc32c(&len).to_le_bytes());
+        huge.extend_from_slice(b"tiny");
+        assert!(matches!(
+            record_at(&huge, 0),
+            Err(Flaw::PayloadCut { have: 4, .. })
+        ));
     }
 }

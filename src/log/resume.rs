@@ -15,12 +15,12 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
-use prost::Message;
 use tracing::warn;
 
-use super::event::{Event, What};
-use super::reader::{decode_event, event_files};
-use super::record::{masked_crc32c, write_record, Record};
+use super::event::What;
+use super::jsonl::scan_jsonl;
+use super::reader::{event_files, scan_event_file, ScannedEvent};
+use super::record::write_record;
 use super::LogError;
 use crate::io::atomic;
 
@@ -69,34 +69,19 @@ fn truncate_event_file(path: &Path, step: u64) -> Result<TruncateReport, LogErro
     let mut report = TruncateReport::default();
     let mut kept = Vec::new();
     let mut has_data = false;
-    let bytes = fs::read(path).map_err(|e| LogError::io("cannot read", path, e))?;
-    let scan = scan_records(&bytes);
-    for damage in &scan.damaged {
+    let (events, damage) = scan_event_file(path)?;
+    for d in &damage {
         report.damaged += 1;
-        warn!(
-            "{}: {damage}; skipped it and kept the records after it",
-            path.display()
-        );
+        warn!("{d}; skipped it and kept the records after it");
     }
-    for (offset, payload) in scan.records {
-        let record = Record { offset, payload };
-        let event = match decode_event(path, &record) {
-            Ok(event) => event,
-            Err(e) => {
-                // Framing and CRC are intact but the bytes are not an Event: a
-                // record written wrongly, not damage on disk; drop it, say so.
-                report.damaged += 1;
-                warn!("{e}; skipped");
-                continue;
-            }
-        };
+    for ScannedEvent { payload, event } in events {
         let is_header = matches!(event.what, Some(What::FileVersion(_)));
         // A negative step is before any N; u64 steps beyond i64 cannot occur.
         let in_range = u64::try_from(event.step).map_or(true, |s| s <= step);
         if is_header || in_range {
             has_data |= !is_header;
             report.kept += 1;
-            kept.push(record.payload);
+            kept.push(payload);
         } else {
             report.removed += 1;
         }
@@ -116,69 +101,20 @@ fn truncate_event_file(path: &Path, step: u64) -> Result<TruncateReport, LogErro
     Ok(report)
 }
 
-/// Intact records of an event file and a description of each damaged stretch.
-struct Scan {
-    records: Vec<(u64, Vec<u8>)>,
-    damaged: Vec<String>,
-}
-
-/// The record framed at `at`, if both its CRCs hold: (payload, end offset).
-fn record_at(bytes: &[u8], at: usize) -> Option<(&[u8], usize)> {
-    let header = bytes.get(at..at + 12)?;
-    if masked_crc32c(&header[..8]) != u32::from_le_bytes(header[8..12].try_into().ok()?) {
-        return None;
-    }
-    let len = usize::try_from(u64::from_le_bytes(header[..8].try_into().ok()?)).ok()?;
-    let start = at + 12;
-    let end = start.checked_add(len)?;
-    let payload = bytes.get(start..end)?;
-    let crc = bytes.get(end..end + 4)?;
-    (masked_crc32c(payload) == u32::from_le_bytes(crc.try_into().ok()?))
-        .then_some((payload, end + 4))
-}
-
-/// Reads every intact record. TFRecord framing carries a CRC of the length and of the
-/// payload, so a damaged record is recognised and the next intact one found again:
-/// with a sound length its span is skipped, else the scan resumes at the next offset
-/// where a whole record checks out. The step of a skipped record is named when its
-/// payload still decodes. A tail cut short is reported the same way.
-fn scan_records(bytes: &[u8]) -> Scan {
-    let mut scan = Scan {
-        records: Vec::new(),
-        damaged: Vec::new(),
-    };
-    let mut at = 0;
-    while at < bytes.len() {
-        if let Some((payload, end)) = record_at(bytes, at) {
-            scan.records.push((at as u64, payload.to_vec()));
-            at = end;
-            continue;
-        }
-        let next = (at + 1..bytes.len()).find(|&q| record_at(bytes, q).is_some());
-        let lost = bytes
-            .get(at + 12..next.unwrap_or(bytes.len()).saturating_sub(4))
-            .and_then(|p| Event::decode(p).ok())
-            .map(|e| format!(" (step {})", e.step))
-            .unwrap_or_default();
-        scan.damaged.push(match next {
-            Some(q) => format!("damaged record at byte {at}{lost}, {} bytes", q - at),
-            None => format!("record cut short at byte {at}{lost} (end of file)"),
-        });
-        match next {
-            Some(q) => at = q,
-            None => break,
-        }
-    }
-    scan
-}
-
 /// Rewrites `metrics.jsonl` keeping the lines whose `"step"` is ≤ `step`.
 /// Lines without a numeric `"step"` (headers, notes) are kept; lines that
 /// are not JSON — in practice the torn last line of a crashed run — are
 /// dropped and counted in [`TruncateReport::damaged`]. Kept lines are
-/// copied byte for byte. A missing file means a fresh run: nothing to do.
+/// copied byte for byte. A missing file means a fresh run, and something other
+/// than a regular file is left alone: nothing to do.
 pub fn truncate_jsonl_after(path: impl AsRef<Path>, step: u64) -> Result<TruncateReport, LogError> {
     let path = path.as_ref();
+    // A device or pipe in its place (`/dev/null` to keep no metrics) has nothing to
+    // cut back, and reading one may never end.
+    if fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        warn!("{}: not a regular file; left as it is", path.display());
+        return Ok(TruncateReport::default());
+    }
     let bytes = match fs::read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TruncateReport::default()),
@@ -186,23 +122,17 @@ pub fn truncate_jsonl_after(path: impl AsRef<Path>, step: u64) -> Result<Truncat
     };
     let mut report = TruncateReport::default();
     let mut kept: Vec<&[u8]> = Vec::new();
-    for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        match serde_json::from_slice::<serde_json::Value>(line) {
-            Err(_) => {
-                report.damaged += 1;
-                warn!(
-                    "{}: skipped a damaged line{}",
-                    path.display(),
-                    step_of_damaged_line(line)
-                        .map(|s| format!(" (step {s})"))
-                        .unwrap_or_default()
-                );
-            }
-            Ok(value) if step_after(&value, step) => report.removed += 1,
-            Ok(_) => {
-                report.kept += 1;
-                kept.push(line);
-            }
+    let (lines, damage) = scan_jsonl(path, &bytes);
+    for d in &damage {
+        report.damaged += 1;
+        warn!("{d}");
+    }
+    for line in lines {
+        if step_after(&line.value, step) {
+            report.removed += 1;
+        } else {
+            report.kept += 1;
+            kept.push(line.raw);
         }
     }
     // Also rewrite when only a final newline is missing, so appends are safe.
@@ -214,15 +144,6 @@ pub fn truncate_jsonl_after(path: impl AsRef<Path>, step: u64) -> Result<Truncat
         })?;
     }
     Ok(report)
-}
-
-/// The `"step":N` of a line that is no longer JSON, if still legible (lines start
-/// with it, as [`crate::log::RunLog`] writes them).
-fn step_of_damaged_line(line: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(line);
-    let rest = &text[text.find("\"step\":")? + 7..];
-    let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-    digits.parse().ok()
 }
 
 /// Whether a JSON line's `"step"` is a number greater than `step`.
@@ -253,7 +174,7 @@ fn replace_atomically(
 mod tests {
     use super::*;
     use crate::log::reader::{read_events, LoggedValue};
-    use crate::log::record::RecordReader;
+    use crate::log::record::record_at;
     use crate::log::{JsonlWriter, TensorBoardWriter};
     use serde_json::json;
     use std::path::PathBuf;
@@ -351,11 +272,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (first, _) = two_runs(dir.path());
         let clean = fs::read(&first).unwrap();
-        let header_end = RecordReader::new(clean.as_slice(), &first)
-            .next_record()
-            .unwrap()
-            .unwrap()
-            .end() as usize;
+        let header_end = record_at(&clean, 0).unwrap().1;
         // A payload byte (payload CRC fails) and a length byte (length CRC fails,
         // the scan must find the next record again) of the step-0 scalar record.
         for at in [header_end + 20, header_end + 1] {

@@ -32,24 +32,42 @@ static FILE_COUNTER: AtomicU64 = AtomicU64::new(0);
 /// Appends events to a new event file in a run's TensorBoard folder.
 pub struct TensorBoardWriter {
     path: PathBuf,
-    out: BufWriter<File>,
+    /// None once a write failed: the file was cut back to `durable` and its
+    /// buffer dropped unwritten, so nothing more (not even a drop) adds a torn
+    /// record.
+    out: Option<BufWriter<File>>,
+    /// File length after the last successful flush: whole records only.
+    durable: u64,
 }
 
 impl TensorBoardWriter {
     /// Creates `dir` if needed and a new event file in it, starting with the
     /// `file_version` event TensorBoard requires. Fails early, naming the
     /// folder, when it cannot be created or written, so a run does not
-    /// start training only to lose its logs.
+    /// start training only to lose its logs; a file that could not get its header
+    /// (a full disk) is removed again.
     pub fn create(dir: impl AsRef<Path>) -> Result<Self, LogError> {
         let dir = dir.as_ref();
         fs::create_dir_all(dir).map_err(|e| LogError::io("cannot create log folder", dir, e))?;
         let (file, path) = create_unique_file(dir)?;
+        Self::start(path, file)
+    }
+
+    /// Writes the header event into the new, empty `file` at `path`; removes the
+    /// file when that fails.
+    fn start(path: PathBuf, file: File) -> Result<Self, LogError> {
         let mut writer = TensorBoardWriter {
             path,
-            out: BufWriter::new(file),
+            out: Some(BufWriter::new(file)),
+            durable: 0,
         };
-        writer.write_event(&Event::file_version(wall_time()))?;
-        writer.flush()?;
+        let header = writer
+            .write_event(&Event::file_version(wall_time()))
+            .and_then(|()| writer.flush());
+        if let Err(e) = header {
+            let _ = fs::remove_file(&writer.path);
+            return Err(e);
+        }
         Ok(writer)
     }
 
@@ -115,12 +133,22 @@ impl TensorBoardWriter {
     }
 
     /// Writes buffered events to the file and fsyncs it, so TensorBoard
-    /// sees them and a crash after this point loses none of them.
+    /// sees them and a crash after this point loses none of them. On failure (a
+    /// full disk) the file is cut back to its last whole record and the writer
+    /// stops: the error names the file, and later calls repeat that it failed.
     pub fn flush(&mut self) -> Result<(), LogError> {
-        self.out
+        let out = self.out()?;
+        let flushed = out
             .flush()
-            .and_then(|()| self.out.get_ref().sync_data())
-            .map_err(|e| LogError::io("cannot flush", &self.path, e))
+            .and_then(|()| out.get_ref().sync_data())
+            .and_then(|()| out.get_ref().metadata());
+        match flushed {
+            Ok(meta) => {
+                self.durable = meta.len();
+                Ok(())
+            }
+            Err(e) => Err(self.fail("cannot write", e)),
+        }
     }
 
     fn add_values(&mut self, values: Vec<SummaryValue>, step: u64) -> Result<(), LogError> {
@@ -129,16 +157,40 @@ impl TensorBoardWriter {
     }
 
     fn write_event(&mut self, event: &Event) -> Result<(), LogError> {
-        write_record(&mut self.out, &event.encode_to_vec())
-            .map_err(|e| LogError::io("cannot write", &self.path, e))
+        let payload = event.encode_to_vec();
+        let written = write_record(self.out()?, &payload);
+        written.map_err(|e| self.fail("cannot write", e))
+    }
+
+    /// The open file, or an error once a write has failed.
+    fn out(&mut self) -> Result<&mut BufWriter<File>, LogError> {
+        self.out.as_mut().ok_or_else(|| {
+            LogError::io(
+                "cannot write",
+                &self.path,
+                std::io::Error::other("an earlier write to it failed"),
+            )
+        })
+    }
+
+    /// Stops the writer: drops its buffer unwritten and cuts the file back to its
+    /// last whole record (shrinking needs no space), so no torn record is left.
+    fn fail(&mut self, action: &'static str, e: std::io::Error) -> LogError {
+        if let Some(out) = self.out.take() {
+            let (file, _unwritten) = out.into_parts();
+            let _ = file.set_len(self.durable);
+        }
+        LogError::io(action, &self.path, e)
     }
 }
 
 impl Drop for TensorBoardWriter {
     /// Best-effort flush: errors cannot be reported from `drop`; call
-    /// [`TensorBoardWriter::flush`] to see them.
+    /// [`TensorBoardWriter::flush`] to see them. A failed writer writes nothing.
     fn drop(&mut self) {
-        let _ = self.flush();
+        if self.out.is_some() {
+            let _ = self.flush();
+        }
     }
 }
 
@@ -323,6 +375,51 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.starts_with("cannot create log folder"), "{msg}");
         assert!(msg.contains(&target.display().to_string()), "{msg}");
+    }
+
+    /// /dev/full fails every write with ENOSPC, as a full disk does.
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn a_full_disk_names_the_file_and_leaves_whole_records_only() {
+        let full = || OpenOptions::new().write(true).open("/dev/full").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        // A new file that cannot take its header is removed again.
+        let fresh = dir
+            .path()
+            .join(format!("{EVENT_FILE_PREFIX}1.host.1.000000"));
+        fs::write(&fresh, b"").unwrap();
+        let e = TensorBoardWriter::start(fresh.clone(), full())
+            .err()
+            .expect("must fail");
+        assert!(matches!(e, LogError::DiskFull { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: disk full", fresh.display())),
+            "{e}"
+        );
+        assert!(!fresh.exists());
+
+        // The disk fills up during a run: the flush fails naming the file, later
+        // writes fail too, and dropping the writer adds nothing.
+        let mut w = TensorBoardWriter::create(dir.path()).unwrap();
+        let file = w.path().to_path_buf();
+        w.add_scalar("a", 1.0, 1).unwrap();
+        w.flush().unwrap();
+        let before = fs::read(&file).unwrap();
+        w.out = Some(BufWriter::new(full()));
+        w.add_scalar("a", 2.0, 2).unwrap();
+        let e = w.flush().unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: disk full", file.display())),
+            "{e}"
+        );
+        let again = w.add_scalar("a", 3.0, 3).unwrap_err().to_string();
+        assert!(again.contains("an earlier write to it failed"), "{again}");
+        drop(w);
+        assert_eq!(fs::read(&file).unwrap(), before);
+        let steps: Vec<i64> = read_events(&file).unwrap().iter().map(|e| e.step).collect();
+        assert_eq!(steps, [0, 1]);
     }
 
     #[test]

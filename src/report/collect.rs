@@ -12,13 +12,14 @@ use std::path::{Component, Path, PathBuf};
 
 use burn::backend::Flex;
 use serde::Deserialize;
+use tracing::warn;
 
 use crate::analysis::names::{FIRST_TOKEN_MASS, TRAIN_HELDOUT_LOSS};
 use crate::analysis::{weight_spectrum, Diagrams, SpectraConfig, WeightSpectrum};
 use crate::error::{Error, Result};
 use crate::eval::{self, EvalPlan, Evaluation, NamedMatrix};
 use crate::log::run_log::{METRICS_FILE, TB_DIR};
-use crate::log::{read_events, LoggedValue};
+use crate::log::{read_event_log, scan_jsonl, JsonlDamage, LoggedValue};
 use crate::train::checkpoint::{self, CheckpointMeta};
 use crate::train::data::Corpus;
 
@@ -287,25 +288,30 @@ pub fn collect_run(name: &str, dir: &Path, opts: &CollectOptions) -> RunData {
         },
     }
     if run.heldout_loss.is_none() {
-        run.heldout_loss = logged_heldout_loss(dir);
+        run.heldout_loss = logged_heldout_loss(dir, &mut run.notes);
     }
     run
 }
 
+/// Reads `metrics.jsonl` leniently ([`scan_jsonl`]): a damaged line, or one that is
+/// not an evaluation record, is skipped with a warning naming the file, the line and
+/// the step, and the report notes it; every other line is kept.
 fn read_metrics(run: &mut RunData) {
     let path = run.dir.join(METRICS_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(t) => t,
-        Err(_) => {
-            run.notes.push(format!(
-                "no {METRICS_FILE}: the run logged no evaluations (hooks off?)"
-            ));
-            return;
-        }
+    // Only a regular file: reading a device or pipe in its place may never end.
+    let bytes = match fs::metadata(&path) {
+        Ok(m) if m.is_file() => fs::read(&path).ok(),
+        _ => None,
     };
-    let mut bad = 0;
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        match serde_json::from_str::<MetricsLine>(line) {
+    let Some(bytes) = bytes else {
+        run.notes.push(format!(
+            "no {METRICS_FILE}: the run logged no evaluations (hooks off?)"
+        ));
+        return;
+    };
+    let (lines, mut damage) = scan_jsonl(&path, &bytes);
+    for line in lines {
+        match serde_json::from_value::<MetricsLine>(line.value) {
             Ok(MetricsLine {
                 step,
                 skipped: Some(why),
@@ -320,13 +326,20 @@ fn read_metrics(run: &mut RunData) {
                     .filter_map(|(k, v)| v.filter(|v| v.is_finite()).map(|v| (k, v)))
                     .collect(),
             }),
-            Err(_) => bad += 1,
+            Err(e) => damage.push(JsonlDamage::new(
+                &path,
+                line.number,
+                line.raw,
+                format!("not an evaluation record: {e}"),
+            )),
         }
     }
-    if bad > 0 {
-        run.notes.push(format!(
-            "{bad} unreadable line(s) in {METRICS_FILE} ignored (a run cut short?)"
-        ));
+    damage.sort_by_key(|d| d.line);
+    for d in &damage {
+        warn!("{d}");
+    }
+    if !damage.is_empty() {
+        run.notes.push(lost_lines_note(&damage));
     }
     if !run.skipped.is_empty() {
         let steps: Vec<String> = run.skipped.iter().map(|(s, _)| s.to_string()).collect();
@@ -339,14 +352,46 @@ fn read_metrics(run: &mut RunData) {
     run.evals.sort_by_key(|e| e.step);
 }
 
-/// The last `train/heldout_loss` in the TensorBoard logs (runs without checkpoint).
-fn logged_heldout_loss(dir: &Path) -> Option<f64> {
+/// One note for the damaged lines of `metrics.jsonl`: how many, which lines, which
+/// steps where legible.
+fn lost_lines_note(damage: &[JsonlDamage]) -> String {
+    let lines: Vec<String> = damage.iter().map(|d| d.line.to_string()).collect();
+    let steps: Vec<String> = damage
+        .iter()
+        .filter_map(|d| d.step.map(|s| s.to_string()))
+        .collect();
+    let steps = if steps.is_empty() {
+        String::new()
+    } else {
+        format!(", step(s) {}", steps.join(", "))
+    };
+    format!(
+        "{} damaged line(s) in {METRICS_FILE} skipped (line(s) {}{steps}; a run cut short?)",
+        damage.len(),
+        lines.join(", ")
+    )
+}
+
+/// The last `train/heldout_loss` in the TensorBoard logs (runs without checkpoint),
+/// read leniently: damaged records are skipped with a warning and a note naming the
+/// file and the step lost.
+fn logged_heldout_loss(dir: &Path, notes: &mut Vec<String>) -> Option<f64> {
     let tb = dir.join(TB_DIR);
     if !tb.is_dir() {
         return None;
     }
-    read_events(&tb)
-        .ok()?
+    let log = match read_event_log(&tb) {
+        Ok(log) => log,
+        Err(e) => {
+            notes.push(format!("cannot read the TensorBoard logs: {e}"));
+            return None;
+        }
+    };
+    for d in &log.damage {
+        warn!("{d}; skipped it and kept the records after it");
+        notes.push(format!("damaged TensorBoard record skipped: {d}"));
+    }
+    log.events
         .into_iter()
         .filter_map(|e| match e.value {
             LoggedValue::Scalar { tag, value } if tag == TRAIN_HELDOUT_LOSS => {
@@ -561,7 +606,10 @@ mod tests {
         assert_eq!(frame.first_token_baseline(), Some(0.15));
         assert_eq!(run.skipped, [(4, "queue full".to_string())]);
         let notes = run.notes.join("\n");
-        assert!(notes.contains("1 unreadable line"), "{notes}");
+        assert!(
+            notes.contains("1 damaged line(s) in metrics.jsonl skipped (line(s) 4, step(s) 5;"),
+            "{notes}"
+        );
         assert!(notes.contains("no checkpoint"), "{notes}");
         assert!(run.analysis.is_none() && run.heldout_loss.is_none());
     }

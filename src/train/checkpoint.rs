@@ -16,6 +16,7 @@ use burn::record::{
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
+use tracing::warn;
 
 use crate::error::{Error, Result};
 use crate::model::params::with_param_ids;
@@ -113,7 +114,7 @@ where
 /// An error writing `path`; a full disk is said in words, with the promise that the
 /// previous checkpoint was not touched.
 fn write_err(path: &Path, e: &std::io::Error) -> Error {
-    if e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(libc::ENOSPC) {
+    if crate::log::error::is_disk_full(e) {
         Error::file(
             path,
             "disk full: cannot write the checkpoint (the previous checkpoint is intact; free space and resume with --resume)",
@@ -235,26 +236,38 @@ impl FileSum {
 /// Checks a checkpoint folder against its [`CHECKSUMS_FILE`]: every file present with
 /// its recorded size and CRC. The message names the first problem found (a missing
 /// file, a truncated one, a corrupt page). Checkpoints written before checksums
-/// existed pass when their three files are present.
+/// existed stay usable: they pass when their three files are present, with a warning
+/// naming the checkpoint, since nothing proves their content.
 pub fn verify(dir: &Path) -> std::result::Result<(), String> {
+    verify_files(dir, &[WEIGHTS_FILE, OPTIMIZER_FILE, META_FILE])
+}
+
+/// [`verify`] for the files `names` only (loading weights for analysis needs no
+/// optimiser state).
+fn verify_files(dir: &Path, names: &[&str]) -> std::result::Result<(), String> {
     let sums_path = dir.join(CHECKSUMS_FILE);
     let sums: BTreeMap<String, FileSum> = match fs::read(&sums_path) {
         Ok(bytes) => serde_json::from_slice(&bytes)
             .map_err(|e| format!("{}: malformed: {e}", sums_path.display()))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            for name in [WEIGHTS_FILE, OPTIMIZER_FILE, META_FILE] {
+            for name in names {
                 if !dir.join(name).is_file() {
                     return Err(format!("{}: missing", dir.join(name).display()));
                 }
             }
+            warn!(
+                "{}: no {CHECKSUMS_FILE} (written before checkpoints carried checksums); \
+                 used without verifying its files",
+                dir.display()
+            );
             return Ok(());
         }
         Err(e) => return Err(format!("{}: cannot read: {e}", sums_path.display())),
     };
-    for name in [WEIGHTS_FILE, OPTIMIZER_FILE, META_FILE] {
+    for name in names {
         let path = dir.join(name);
         let expected = sums
-            .get(name)
+            .get(*name)
             .ok_or_else(|| format!("{}: no checksum recorded for {name}", sums_path.display()))?;
         let bytes = fs::read(&path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         let found = FileSum::of(&bytes);
@@ -329,11 +342,13 @@ pub fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
 }
 
 /// Loads the weights of a checkpoint folder into a model built from its sidecar,
-/// checking that every parameter is present with its shape and nothing is left over.
+/// after checking the weights and sidecar against their checksums ([`verify`]), and
+/// that every parameter is present with its shape and nothing is left over.
 pub fn load_model<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(Transformer<B>, CheckpointMeta)> {
+    verify_files(dir, &[WEIGHTS_FILE, META_FILE]).map_err(Error::Other)?;
     let meta = read_meta(dir)?;
     let mut model = Transformer::<B>::skeleton(&meta.model, device);
     let weights = dir.join(&meta.weights);

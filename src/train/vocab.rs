@@ -168,6 +168,9 @@ impl TrainingTokenizer {
     pub fn open(path: &Path) -> Result<Self> {
         let raw = std::fs::read(path)
             .map_err(|e| Error::file(path, format!("cannot read tokenizer: {e}")))?;
+        // What `tokenizers` would panic or abort on, refused naming the field.
+        crate::import::charsmap::check_tokenizer_json(&raw)
+            .map_err(|e| Error::file(path, format!("not a usable tokenizer.json: {e}")))?;
         let inner = crate::error::contain(|| tokenizers::Tokenizer::from_bytes(&raw))
             .map_err(|why| Error::file(path, format!("not a tokenizer.json file: {why}")))?
             .map_err(|e| Error::file(path, format!("not a tokenizer.json file: {e}")))?;

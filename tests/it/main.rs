@@ -10,6 +10,7 @@ mod import;
 mod model;
 mod published;
 mod reliability;
+mod reliability_more;
 mod report;
 mod scale;
 mod series;

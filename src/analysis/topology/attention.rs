@@ -97,11 +97,27 @@ pub struct LayerTopology {
     pub diagrams: Option<Diagrams>,
 }
 
+/// The persistence input [`layer_topology`] builds from a `t × t` head-mean map under
+/// `cfg` (downsampling to `max_tokens`, mode), with the tokens kept.
+fn layer_input(mean: &[f64], t: usize, cfg: &TopologyConfig) -> (Vec<usize>, RipsInput) {
+    let tokens = linspace_indices(t, cfg.max_tokens.map_or(t, |m| m.max(2)));
+    let input = attention_input(mean, t, &tokens, cfg.mode);
+    (tokens, input)
+}
+
+/// The estimated simplices of the filtration [`layer_topology`] would reduce for this
+/// map under `cfg` ([`super::estimated_simplices`]), and the number of points, so a
+/// caller can refuse a computation that would run for hours before it starts.
+pub fn layer_simplex_estimate(mean: &[f64], t: usize, cfg: &TopologyConfig) -> (usize, f64) {
+    let (tokens, input) = layer_input(mean, t, cfg);
+    let estimate = super::estimated_simplices(&input, cfg.maxdim, cfg.threshold);
+    (tokens.len(), estimate)
+}
+
 /// Persistence of a `t × t` head-mean map under `cfg` (downsampling, mode, dimensions,
 /// threshold) and its summary.
 pub fn layer_topology(mean: &[f64], t: usize, cfg: &TopologyConfig) -> LayerTopology {
-    let tokens = linspace_indices(t, cfg.max_tokens.map_or(t, |m| m.max(2)));
-    let input = attention_input(mean, t, &tokens, cfg.mode);
+    let (tokens, input) = layer_input(mean, t, cfg);
     let diagrams = rips_persistence(&input, cfg.maxdim, cfg.threshold);
     let dims = 0..=cfg.maxdim;
     let keyed = |f: &dyn Fn(usize) -> f64| {

@@ -13,7 +13,9 @@ mod distance;
 mod reduction;
 mod union_find;
 
-pub use attention::{attention_input, layer_topology, BettiAt, LayerTopology, TopologyMode};
+pub use attention::{
+    attention_input, layer_simplex_estimate, layer_topology, BettiAt, LayerTopology, TopologyMode,
+};
 pub use diagram::{Bar, Diagrams};
 pub use distance::{RipsInput, MAX_POINTS};
 pub use reduction::MAX_DIM;
@@ -60,6 +62,28 @@ pub fn estimated_simplices(input: &RipsInput, maxdim: usize, threshold: Option<f
             choose * p.powi(((k + 1) * k / 2) as i32)
         })
         .sum()
+}
+
+/// The simplex count above which `topo` and `metrics` refuse to start without a
+/// threshold (`--max-simplices`): about an hour of reduction and tens of GB.
+pub const DEFAULT_MAX_SIMPLICES: f64 = 1e8;
+
+/// Why a filtration of `points` points up to `maxdim`, estimated at `estimate`
+/// simplices, should not be started without a threshold: `None` when it fits within
+/// `limit` or a threshold already cuts it. The caller adds how to cut it.
+pub fn too_many_simplices(
+    points: usize,
+    maxdim: usize,
+    estimate: f64,
+    threshold: Option<f64>,
+    limit: f64,
+) -> Option<String> {
+    (threshold.is_none() && estimate > limit).then(|| {
+        format!(
+            "{points} points up to dimension {maxdim} make about {estimate:.2e} simplices \
+             (limit {limit:.0e}): this can take hours"
+        )
+    })
 }
 
 #[cfg(test)]
