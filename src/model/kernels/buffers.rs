@@ -44,7 +44,7 @@ pub(super) fn in_place(t: &mut FlexTensor) -> &mut [f32] {
 }
 
 /// A flex tensor of `shape` holding `values` (row-major).
-pub(super) fn with_shape(shape: impl Into<burn::tensor::Shape>, values: Vec<f32>) -> FlexTensor {
+pub(super) fn with_shape(shape: impl Into<Shape>, values: Vec<f32>) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
 
