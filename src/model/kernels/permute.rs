@@ -7,6 +7,8 @@
 //! once, by whole rows where the last dimension stays in place and in cache-sized
 //! tiles where it moves.
 
+use std::mem::MaybeUninit;
+
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops};
@@ -14,7 +16,7 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use burn_flex::FlexTensor;
 
-use super::buffers::with_shape;
+use super::buffers::{filled, with_shape};
 use super::dispatch::unary_op;
 
 /// `x.permute(axes)` as a contiguous tensor, the copy made once (and the gradient
@@ -70,7 +72,47 @@ fn permute_flex(x: &FlexTensor, axes: &[usize]) -> FlexTensor {
 /// dimension elsewhere) goes in cache-sized tiles, so a permutation costs about a
 /// `memcpy` rather than an index computation per element.
 fn copy_strided(src: &[f32], offset: usize, shape: &[usize], strides: &[isize]) -> Vec<f32> {
-    // Merge dimensions i, i+1 whose strides make one run; drop size-1 dimensions.
+    let (dims, st) = merge_runs(shape, strides);
+    let total: usize = shape.iter().product();
+    let nd = dims.len();
+    if nd == 0 {
+        return if total == 1 {
+            vec![src[offset]]
+        } else {
+            Vec::new()
+        };
+    }
+    let last = nd - 1;
+    if st[last] == 1 {
+        let run = dims[last];
+        let mut out = Vec::with_capacity(total);
+        for_each_offset(&dims[..last], &st[..last], offset as isize, &mut |b| {
+            out.extend_from_slice(&src[b as usize..b as usize + run]);
+        });
+        return out;
+    }
+    let fill = |dst: &mut [MaybeUninit<f32>]| match st[..last].iter().rposition(|&s| s == 1) {
+        Some(u) => copy_tiled(src, offset, &dims, &st, u, dst),
+        None => {
+            let (inner, inner_st) = (dims[last], st[last]);
+            let mut k = 0;
+            for_each_offset(&dims[..last], &st[..last], offset as isize, &mut |b| {
+                for j in 0..inner {
+                    dst[k].write(src[(b + j as isize * inner_st) as usize]);
+                    k += 1;
+                }
+            });
+        }
+    };
+    // SAFETY: the merged `dims` hold `total` elements; `copy_tiled` writes every one
+    // (see there), and the walk of the other branch writes elements 0..total in
+    // order.
+    unsafe { filled(total, fill) }
+}
+
+/// `(dims, strides)` with size-1 dimensions dropped and each pair of neighbours whose
+/// strides make one run merged into one dimension.
+fn merge_runs(shape: &[usize], strides: &[isize]) -> (Vec<usize>, Vec<isize>) {
     let (mut dims, mut st) = (Vec::new(), Vec::<isize>::new());
     for (&n, &s) in shape.iter().zip(strides) {
         if n == 1 {
@@ -87,96 +129,72 @@ fn copy_strided(src: &[f32], offset: usize, shape: &[usize], strides: &[isize]) 
             }
         }
     }
-    let total: usize = shape.iter().product();
-    let nd = dims.len();
-    if nd == 0 {
-        return if total == 1 {
-            vec![src[offset]]
-        } else {
-            Vec::new()
-        };
-    }
-    /// Calls `body(source offset)` for every index of `dims` in row-major order.
-    fn outer(dims: &[usize], st: &[isize], base: isize, body: &mut impl FnMut(isize)) {
-        match dims.split_first() {
-            None => body(base),
-            Some((&n, rest)) => {
-                for i in 0..n {
-                    outer(rest, &st[1..], base + i as isize * st[0], body);
-                }
+    (dims, st)
+}
+
+/// Calls `body(source offset)` for every index of `dims` in row-major order.
+fn for_each_offset(dims: &[usize], st: &[isize], base: isize, body: &mut impl FnMut(isize)) {
+    match dims.split_first() {
+        None => body(base),
+        Some((&n, rest)) => {
+            for i in 0..n {
+                for_each_offset(rest, &st[1..], base + i as isize * st[0], body);
             }
         }
     }
-    let last = nd - 1;
-    let mut out = Vec::with_capacity(total);
-    if st[last] == 1 {
-        let run = dims[last];
-        outer(&dims[..last], &st[..last], offset as isize, &mut |b| {
-            out.extend_from_slice(&src[b as usize..b as usize + run]);
-        });
-        return out;
-    }
-    let dst = out.spare_capacity_mut();
-    match st[..last].iter().rposition(|&s| s == 1) {
-        Some(u) => {
-            // Transposition: tiles over dimension u (unit-stride in the source) and
-            // the last one (contiguous in the output), the rest walked around them.
-            let out_st: Vec<usize> = (0..nd).map(|d| dims[d + 1..].iter().product()).collect();
-            let others: Vec<usize> = (0..last).filter(|&d| d != u).collect();
-            let o_dims: Vec<usize> = others.iter().map(|&d| dims[d]).collect();
-            let o_src: Vec<isize> = others.iter().map(|&d| st[d]).collect();
-            let o_out: Vec<isize> = others.iter().map(|&d| out_st[d] as isize).collect();
-            let (rows, cols, rs, cs, ro) = (dims[u], dims[last], st[u], st[last], out_st[u]);
-            const TILE: usize = 32;
-            let mut idx = vec![0usize; o_dims.len()];
-            loop {
-                let s0 = offset as isize
-                    + idx
-                        .iter()
-                        .zip(&o_src)
-                        .map(|(&i, &s)| i as isize * s)
-                        .sum::<isize>();
-                let d0: isize = idx.iter().zip(&o_out).map(|(&i, &s)| i as isize * s).sum();
-                for r0 in (0..rows).step_by(TILE) {
-                    for c0 in (0..cols).step_by(TILE) {
-                        for c in c0..(c0 + TILE).min(cols) {
-                            let (sb, db) = (s0 + c as isize * cs, d0 as usize + c);
-                            for r in r0..(r0 + TILE).min(rows) {
-                                dst[db + r * ro].write(src[(sb + r as isize * rs) as usize]);
-                            }
-                        }
+}
+
+/// The transposition case of [`copy_strided`]: writes every element of `dst` (the
+/// row-major output of the merged `dims`), in tiles over dimension `u` (unit-stride
+/// in the source) and the last one (contiguous in the output), the other dimensions
+/// walked around them: each (other, u, last) index once.
+fn copy_tiled(
+    src: &[f32],
+    offset: usize,
+    dims: &[usize],
+    st: &[isize],
+    u: usize,
+    dst: &mut [MaybeUninit<f32>],
+) {
+    const TILE: usize = 32;
+    let (nd, last) = (dims.len(), dims.len() - 1);
+    let out_st: Vec<usize> = (0..nd).map(|d| dims[d + 1..].iter().product()).collect();
+    let others: Vec<usize> = (0..last).filter(|&d| d != u).collect();
+    let o_dims: Vec<usize> = others.iter().map(|&d| dims[d]).collect();
+    let o_src: Vec<isize> = others.iter().map(|&d| st[d]).collect();
+    let o_out: Vec<isize> = others.iter().map(|&d| out_st[d] as isize).collect();
+    let (rows, cols, rs, cs, ro) = (dims[u], dims[last], st[u], st[last], out_st[u]);
+    let mut idx = vec![0usize; o_dims.len()];
+    loop {
+        let s0 = offset as isize
+            + idx
+                .iter()
+                .zip(&o_src)
+                .map(|(&i, &s)| i as isize * s)
+                .sum::<isize>();
+        let d0: isize = idx.iter().zip(&o_out).map(|(&i, &s)| i as isize * s).sum();
+        for r0 in (0..rows).step_by(TILE) {
+            for c0 in (0..cols).step_by(TILE) {
+                for c in c0..(c0 + TILE).min(cols) {
+                    let (sb, db) = (s0 + c as isize * cs, d0 as usize + c);
+                    for r in r0..(r0 + TILE).min(rows) {
+                        dst[db + r * ro].write(src[(sb + r as isize * rs) as usize]);
                     }
-                }
-                // Advance the index over the other dimensions.
-                let mut d = o_dims.len();
-                loop {
-                    if d == 0 {
-                        // SAFETY: the tiles covered every (other, u, last) index once,
-                        // i.e. every element of the output.
-                        unsafe { out.set_len(total) };
-                        return out;
-                    }
-                    d -= 1;
-                    idx[d] += 1;
-                    if idx[d] < o_dims[d] {
-                        break;
-                    }
-                    idx[d] = 0;
                 }
             }
         }
-        None => {
-            let (inner, inner_st) = (dims[last], st[last]);
-            let mut k = 0;
-            outer(&dims[..last], &st[..last], offset as isize, &mut |b| {
-                for j in 0..inner {
-                    dst[k].write(src[(b + j as isize * inner_st) as usize]);
-                    k += 1;
-                }
-            });
-            // SAFETY: the walk wrote elements 0..total in order.
-            unsafe { out.set_len(total) };
-            out
+        // Advance the index over the other dimensions.
+        let mut d = o_dims.len();
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            if idx[d] < o_dims[d] {
+                break;
+            }
+            idx[d] = 0;
         }
     }
 }
