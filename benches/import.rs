@@ -8,6 +8,10 @@
 //! written, so it covers loading plus one forward pass, as an analysis does.
 //!
 //! Run: `cargo bench --bench import`.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented `pub fn benches`"
+)]
 
 use std::fs::{self, File};
 use std::hint::black_box;

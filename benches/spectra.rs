@@ -3,6 +3,10 @@
 //! Also the attention spectra of one 512 × 512 map.
 //!
 //! Run: `cargo bench --bench spectra`.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented `pub fn benches`"
+)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -4,6 +4,10 @@
 //! cloud on a sphere, whose void needs H2.
 //!
 //! Run: `cargo bench --bench topology`.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented `pub fn benches`"
+)]
 
 use std::hint::black_box;
 use std::time::Duration;

@@ -8,6 +8,10 @@
 //!
 //! Run: `cargo bench --bench train`; `cargo bench --bench peer` prints the same
 //! steps' median in `torch_peer.py`'s format, to run alternately with it.
+#![allow(
+    missing_docs,
+    reason = "criterion_group! defines an undocumented `pub fn benches`"
+)]
 
 use std::time::Duration;
 

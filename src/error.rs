@@ -45,6 +45,21 @@ pub enum Error {
     /// Finding, reading or mapping a Hugging Face model failed.
     #[error(transparent)]
     Import(#[from] crate::import::ImportError),
+    /// The texts or token ids given do not fit the model: too short for a loss, none
+    /// at all, an id outside the vocabulary, no mask token for a masked-LM loss.
+    #[error("{0}")]
+    Input(String),
+    /// A checkpoint's content does not fit the run restoring it (a parameter without
+    /// a recorded id, malformed hook state).
+    #[error("{0}")]
+    Checkpoint(String),
+    /// A tensor could not be read back from the compute device (the backend's error).
+    #[error("{0}")]
+    Device(String),
+    /// An internal invariant broke (a background analysis thread stopped or panicked,
+    /// hooks used before the run started): a bug to report, not bad input.
+    #[error("{0}")]
+    Internal(String),
     /// Anything else that stops a command, with its explanation.
     #[error("{0}")]
     Other(String),

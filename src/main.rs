@@ -1,3 +1,6 @@
+//! The `sinkscope` command: parses the arguments (`sinkscope::cli`) and runs them,
+//! printing any error as one line on stderr with exit status 1, never a backtrace.
+
 use std::process::ExitCode;
 
 use clap::Parser;

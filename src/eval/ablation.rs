@@ -85,7 +85,7 @@ fn run<B: Backend>(
     let host = |d: TensorData| {
         d.convert::<f32>()
             .to_vec::<f32>()
-            .map_err(|e| Error::Other(format!("cannot read back from the device: {e:?}")))
+            .map_err(|e| Error::Device(format!("cannot read back from the device: {e:?}")))
     };
     let logp = if head {
         let lp = host(burn::tensor::activation::log_softmax(out.logits, 2).into_data())?;
@@ -97,7 +97,7 @@ fn run<B: Backend>(
     let last = captured
         .final_hidden
         .or_else(|| captured.residuals.last().cloned())
-        .ok_or_else(|| Error::Other("the forward pass returned no hidden states".into()))?;
+        .ok_or_else(|| Error::Internal("the forward pass returned no hidden states".into()))?;
     let hidden = host(last.into_data())?;
     let t = hb.seq_len;
     let mut entropy = Vec::with_capacity(captured.probs.len());
@@ -231,15 +231,21 @@ pub fn ablate<B: Backend>(
     let n_layers = model.config.n_layers;
     let chosen = layers.unwrap_or_else(|| (0..n_layers).collect());
     if let Some(&bad) = chosen.iter().find(|&&l| l >= n_layers) {
-        return Err(Error::Other(format!(
-            "layer {bad} does not exist (the model has {n_layers})"
-        )));
+        return Err(Error::config(
+            "ablate",
+            "layers",
+            format!("layer {bad} does not exist (the model has {n_layers})"),
+        ));
     }
     if let Some(&bad) = heads.iter().flatten().find(|&&h| h >= model.config.n_heads) {
-        return Err(Error::Other(format!(
-            "head {bad} does not exist (the model has {})",
-            model.config.n_heads
-        )));
+        return Err(Error::config(
+            "ablate",
+            "heads",
+            format!(
+                "head {bad} does not exist (the model has {})",
+                model.config.n_heads
+            ),
+        ));
     }
     let spec = |layers: Vec<usize>| KeyAblation {
         positions: positions.to_vec(),

@@ -45,7 +45,7 @@ fn to_host<const D: usize, B: Backend>(t: Tensor<B, D>) -> Result<Vec<f32>> {
     t.into_data()
         .convert::<f32>()
         .to_vec::<f32>()
-        .map_err(|e| Error::Other(format!("cannot read a tensor back from the device: {e:?}")))
+        .map_err(|e| Error::Device(format!("cannot read a tensor back from the device: {e:?}")))
 }
 
 /// One layer's maps of one sequence of a batch, as [`capture_layers`] hands them out.
@@ -86,7 +86,7 @@ pub fn capture_layers<B: Backend>(
     let n = sequences.len();
     let t = sequences.iter().map(Vec::len).max().unwrap_or(0);
     if n == 0 || t == 0 {
-        return Err(Error::Other("no probe tokens to analyze".into()));
+        return Err(Error::Input("no probe tokens to analyze".into()));
     }
     let cfg = &model.config;
     let mut ids = Vec::with_capacity(n * t);
@@ -109,8 +109,10 @@ pub fn capture_layers<B: Backend>(
             return;
         }
         let host = |t: Option<Tensor<B, 4>>| {
-            t.ok_or_else(|| Error::Other("the forward pass skipped a tap it was asked for".into()))
-                .and_then(to_host)
+            t.ok_or_else(|| {
+                Error::Internal("the forward pass skipped a tap it was asked for".into())
+            })
+            .and_then(to_host)
         };
         let result = host(taps.probs).and_then(|probs| {
             let values = host(taps.values)?;
@@ -247,10 +249,10 @@ pub fn weight_matrices<B: Backend>(model: &Transformer<B>) -> Result<Vec<NamedMa
         let path = snap.full_path();
         let data = snap
             .to_data()
-            .map_err(|e| Error::Other(format!("cannot read weight {path}: {e:?}")))?
+            .map_err(|e| Error::Device(format!("cannot read weight {path}: {e:?}")))?
             .convert::<f32>()
             .to_vec::<f32>()
-            .map_err(|e| Error::Other(format!("cannot read weight {path}: {e:?}")))?;
+            .map_err(|e| Error::Device(format!("cannot read weight {path}: {e:?}")))?;
         out.push(NamedMatrix {
             name: path.strip_suffix(".weight").unwrap_or(&path).to_string(),
             rows: shape[0],

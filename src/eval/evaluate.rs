@@ -209,7 +209,7 @@ pub fn analyze_streaming<B: Backend>(
                     job.push((first + b, cap.maps, cap.values));
                 }
                 tx.send((l, job))
-                    .map_err(|_| Error::Other("the analysis thread stopped".into()))
+                    .map_err(|_| Error::Internal("the analysis thread stopped".into()))
             });
             match st {
                 Ok(st) => states.extend(st),
@@ -223,7 +223,7 @@ pub fn analyze_streaming<B: Backend>(
         drop(tx);
         let done = worker
             .join()
-            .map_err(|_| Error::Other("the analysis thread panicked".into()))?;
+            .map_err(|_| Error::Internal("the analysis thread panicked".into()))?;
         let quiet = model.config.softmax == SoftmaxKind::Quiet;
         sequences
             .iter()
@@ -233,7 +233,7 @@ pub fn analyze_streaming<B: Backend>(
             .map(|(((tokens, layers), st), null)| {
                 let (reports, detected): (Vec<LayerReport>, Vec<bool>) = layers
                     .into_iter()
-                    .map(|x| x.ok_or_else(|| Error::Other("a layer was not analyzed".into())))
+                    .map(|x| x.ok_or_else(|| Error::Internal("a layer was not analyzed".into())))
                     .collect::<Result<Vec<_>>>()?
                     .into_iter()
                     .unzip();

@@ -20,7 +20,7 @@ pub fn lm_batch(
 ) -> Result<HostBatch> {
     let t = seq.len();
     if t < 2 {
-        return Err(Error::Other(
+        return Err(Error::Input(
             "a text needs at least 2 tokens for a loss".into(),
         ));
     }
@@ -32,7 +32,7 @@ pub fn lm_batch(
         (seq.to_vec(), targets, weights)
     } else {
         let mask_id = mask_id.ok_or_else(|| {
-            Error::Other("the tokenizer has no mask token for a masked-LM loss".into())
+            Error::Input("the tokenizer has no mask token for a masked-LM loss".into())
         })?;
         let spec = MaskSpec {
             prob: 0.15,

@@ -130,7 +130,7 @@ impl<B: Backend> Subject<B> {
                     .iter()
                     .find(|&&i| i as usize >= self.model.config.vocab_size)
                 {
-                    return Err(Error::Other(format!(
+                    return Err(Error::Input(format!(
                         "token id {bad} is outside the model's vocabulary of {}",
                         self.model.config.vocab_size
                     )));

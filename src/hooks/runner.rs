@@ -162,7 +162,7 @@ impl<B: AutodiffBackend> HookRunner<B> {
     fn worker(&mut self) -> Result<&mut Worker> {
         self.worker
             .as_mut()
-            .ok_or_else(|| Error::Other("hooks used before the run started".into()))
+            .ok_or_else(|| Error::Internal("hooks used before the run started".into()))
     }
 
     fn evaluate(&mut self, step: usize, model: &Transformer<B>) -> Result<()> {
@@ -294,7 +294,7 @@ impl<B: AutodiffBackend> TrainEvents<B> for HookRunner<B> {
         if state.is_null() {
             return Ok(());
         }
-        let bad = || Error::Other(format!("checkpoint: malformed hook state {state}"));
+        let bad = || Error::Checkpoint(format!("checkpoint: malformed hook state {state}"));
         let sum = state["fisher_sum_bits"].as_array().ok_or_else(bad)?;
         self.fisher_sum = sum
             .iter()

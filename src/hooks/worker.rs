@@ -86,7 +86,7 @@ impl Worker {
         let tx = self
             .tx
             .as_ref()
-            .ok_or_else(|| Error::Other("analysis worker already stopped".into()))?;
+            .ok_or_else(|| Error::Internal("analysis worker already stopped".into()))?;
         if tx.send(job).is_err() {
             return Err(self.failure());
         }
@@ -98,7 +98,7 @@ impl Worker {
         let tx = self
             .tx
             .as_ref()
-            .ok_or_else(|| Error::Other("analysis worker already stopped".into()))?;
+            .ok_or_else(|| Error::Internal("analysis worker already stopped".into()))?;
         match tx.try_send(job) {
             Ok(()) => Ok(None),
             Err(TrySendError::Full(job)) => Ok(Some(job)),
@@ -119,7 +119,7 @@ impl Worker {
         match self.handle.take() {
             Some(h) => h
                 .join()
-                .unwrap_or_else(|_| Err(Error::Other("the analysis worker crashed".into()))),
+                .unwrap_or_else(|_| Err(Error::Internal("the analysis worker crashed".into()))),
             None => Ok(()),
         }
     }
@@ -127,7 +127,7 @@ impl Worker {
     fn failure(&mut self) -> Error {
         match self.finish() {
             Err(e) => e,
-            Ok(()) => Error::Other("the analysis worker stopped unexpectedly".into()),
+            Ok(()) => Error::Internal("the analysis worker stopped unexpectedly".into()),
         }
     }
 }

@@ -74,7 +74,7 @@ pub fn with_param_ids<B: Backend>(
     if m.missing.is_empty() {
         Ok(model)
     } else {
-        Err(Error::Other(format!(
+        Err(Error::Checkpoint(format!(
             "checkpoint records no id for {}",
             m.missing.join(", ")
         )))

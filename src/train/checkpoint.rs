@@ -348,7 +348,7 @@ pub fn load_model<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(Transformer<B>, CheckpointMeta)> {
-    verify_files(dir, &[WEIGHTS_FILE, META_FILE]).map_err(Error::Other)?;
+    verify_files(dir, &[WEIGHTS_FILE, META_FILE]).map_err(Error::Checkpoint)?;
     let meta = read_meta(dir)?;
     let mut model = Transformer::<B>::skeleton(&meta.model, device);
     let weights = dir.join(&meta.weights);

@@ -186,7 +186,7 @@ fn deterministic_ids<B: Backend>(model: Transformer<B>) -> Result<Transformer<B>
         .enumerate()
         .map(|(i, name)| (name, i as u64 + 1))
         .collect();
-    crate::model::params::with_param_ids(model, &ids).map_err(|e| Error::Other(e.to_string()))
+    crate::model::params::with_param_ids(model, &ids).map_err(|e| Error::Checkpoint(e.to_string()))
 }
 
 /// The restored state of the newest checkpoint that passes [`checkpoint::verify`] and
@@ -208,7 +208,7 @@ where
     let mut problems = Vec::new();
     for (_, dir) in existing.iter().rev() {
         let restored = checkpoint::verify(dir)
-            .map_err(Error::Other)
+            .map_err(Error::Checkpoint)
             .and_then(|()| checkpoint::restore(dir, model.clone(), optim.clone(), device));
         match restored {
             Ok(r) => {
@@ -223,7 +223,7 @@ where
             }
         }
     }
-    Err(Error::Other(format!(
+    Err(Error::Checkpoint(format!(
         "no intact checkpoint to resume from: {}",
         problems.join("; ")
     )))

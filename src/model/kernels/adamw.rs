@@ -11,7 +11,9 @@ use burn::tensor::DType;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{cast, contiguous, in_place, owned, plain, with_shape, CHUNK};
+use super::buffers::{contiguous, in_place, owned, with_shape, CHUNK};
+use super::dispatch::{cast, plain};
+use super::simd::multiversion;
 
 /// The constants of one AdamW step (Loshchilov & Hutter): decoupled decay, bias
 /// corrections for step `time` (1 at the first update).

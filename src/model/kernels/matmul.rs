@@ -19,7 +19,8 @@ use burn::prelude::*;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
-use super::{contiguous, filled, plain, record, split, tracked, with_shape, Cpu, CHUNK};
+use super::buffers::{contiguous, filled, with_shape, CHUNK};
+use super::dispatch::{plain, record, split, tracked, Cpu};
 
 /// Work (m·n·k) from which one product is split across threads by gemm itself.
 const SPLIT_ONE: usize = 192 * 192 * 192;
@@ -200,29 +201,37 @@ fn products(
             };
         }
     };
-    filled(n_out * m * n, |dst| {
-        if m * n == 0 {
-            return;
-        }
-        if k == 0 {
-            // An empty sum: the initial value alone.
-            for row in dst.chunks_mut(n) {
-                for (j, x) in row.iter_mut().enumerate() {
-                    x.write(init.map_or(0.0, |b| b[j]));
+    // SAFETY: every element of the `n_out` output matrices of m×n is written: with
+    // m·n = 0 there is none; with k = 0 each is set to the initial value; otherwise
+    // `one` writes each matrix whole, by the bias rows when there is an initial value
+    // and by its first product in any case (every output matrix is the sum of at
+    // least one product of the batch `full`, whose dimensions `out` equals or
+    // collapses to 1).
+    unsafe {
+        filled(n_out * m * n, |dst| {
+            if m * n == 0 {
+                return;
+            }
+            if k == 0 {
+                // An empty sum: the initial value alone.
+                for row in dst.chunks_mut(n) {
+                    for (j, x) in row.iter_mut().enumerate() {
+                        x.write(init.map_or(0.0, |b| b[j]));
+                    }
+                }
+                return;
+            }
+            if n_out > 1 && total >= SPLIT_BATCH && !split_inside {
+                dst.par_chunks_mut(m * n)
+                    .zip(terms.par_iter())
+                    .for_each(|(dst, t)| one(dst, t));
+            } else {
+                for (dst, t) in dst.chunks_mut(m * n).zip(&terms) {
+                    one(dst, t);
                 }
             }
-            return;
-        }
-        if n_out > 1 && total >= SPLIT_BATCH && !split_inside {
-            dst.par_chunks_mut(m * n)
-                .zip(terms.par_iter())
-                .for_each(|(dst, t)| one(dst, t));
-        } else {
-            for (dst, t) in dst.chunks_mut(m * n).zip(&terms) {
-                one(dst, t);
-            }
-        }
-    })
+        })
+    }
 }
 
 /// Column sums of the rows of `g` (`[rows, n]`), in a fixed order.
@@ -424,14 +433,11 @@ pub fn linear<B: Backend>(x: Tensor<B, 2>, layer: &Linear<B>) -> Tensor<B, 2> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Autodiff;
     use burn::module::AutodiffModule;
     use burn::nn::LinearConfig;
     use burn::tensor::Distribution;
 
-    type Ad = Autodiff<Flex>;
-
-    use crate::model::kernels::tests::{close, same_grad, values};
+    use crate::model::kernels::test_support::{close, same_grad, values, Ad};
 
     fn random<const D: usize>(shape: [usize; D]) -> Tensor<Ad, D> {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Default::default()).require_grad()
