@@ -150,6 +150,11 @@ impl RunLog {
         for (tag, image) in images {
             self.tb.add_image(tag, image, step as u64)?;
         }
+        // the metrics.jsonl line is what marks a step recorded (a resumed series skips
+        // it), so the step's TensorBoard events leave the buffer first: a kill between
+        // the two leaves events without a line (cut on resume), never a line without
+        // its events
+        self.tb.flush()?;
         self.jsonl.write(&Record {
             step,
             frame: Some(frame),

@@ -11,6 +11,7 @@ use super::collect::{EvalRecord, RunData, FIEDLER_THRESHOLD};
 use super::plots::{self, short, BarPanel, SinkCurves};
 use crate::analysis::names::{
     self, BETTI, FIEDLER, FIRST_TOKEN_MASS, KL, KL_SINK_REMOVED, SINK_CONCENTRATION, SINK_RATE,
+    VALUE_NORM_RATIO,
 };
 use crate::analysis::TopologyMode;
 use crate::error::Result;
@@ -266,6 +267,7 @@ impl Builder {
             "sink rate (%)",
             "first-token mass",
             "sink concentration",
+            "sink value-norm ratio",
             "KL",
             "sink-removed KL",
             "β₀ bars",
@@ -284,6 +286,7 @@ impl Builder {
                     f.cell(|r| r.get(SINK_RATE), fixed(1)),
                     f.cell(|r| r.get(FIRST_TOKEN_MASS), fixed(3)),
                     f.cell(|r| r.layer_mean(SINK_CONCENTRATION), fixed(3)),
+                    f.cell(|r| r.layer_mean(VALUE_NORM_RATIO), fixed(3)),
                     f.cell(|r| r.layer_mean(KL), fixed(3)),
                     f.cell(|r| r.layer_mean(KL_SINK_REMOVED), fixed(3)),
                     f.cell(|r| r.layer_mean(&tags.betti0), fixed(1)),

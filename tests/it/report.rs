@@ -164,21 +164,21 @@ fn report_of_a_two_run_sweep() {
 
     for run in ["rope", "alibi"] {
         let cells = row(&md, "## Final metrics", run);
-        assert_eq!(cells.len(), 13, "{cells:?}");
+        assert_eq!(cells.len(), 14, "{cells:?}");
         assert_eq!(cells[1], "4", "final step: {cells:?}");
-        // loss, sink rate, first-token mass, concentration, KL, β₀, β₁, both Fiedler
-        // values: all logged by the shipped hooks, so plain numbers
-        for i in [2, 3, 4, 5, 6, 8, 9, 10, 11] {
+        // loss, sink rate, first-token mass, concentration, value-norm ratio, KL, β₀,
+        // β₁, both Fiedler values: all logged by the shipped hooks, so plain numbers
+        for i in [2, 3, 4, 5, 6, 7, 9, 10, 11, 12] {
             assert!(
                 cells[i].parse::<f64>().is_ok(),
                 "column {i} of {run}: {cells:?}"
             );
         }
         assert!(
-            ["centralized", "distributed", "bidirectional", "none"].contains(&cells[12].as_str())
+            ["centralized", "distributed", "bidirectional", "none"].contains(&cells[13].as_str())
         );
         let frame = row(&md, "## Frame type", run);
-        assert_eq!(frame[2], cells[12]);
+        assert_eq!(frame[2], cells[13]);
         assert!(frame[3].contains("heads"), "evidence lines: {frame:?}");
     }
     // the tiny model's 32 × 32 query weight is below WeightWatcher's 50 eigenvalues
@@ -239,7 +239,7 @@ fn missing_pieces_become_notes_and_a_folder_without_runs_is_an_error() {
 
     // rope's bar counts and Fiedler values come from its checkpoint, marked †
     let rope = row(&md, "## Final metrics", "rope");
-    for i in [8, 9, 10, 11] {
+    for i in [9, 10, 11, 12] {
         let v = rope[i]
             .strip_suffix('†')
             .unwrap_or_else(|| panic!("{rope:?}"));
@@ -251,7 +251,7 @@ fn missing_pieces_become_notes_and_a_folder_without_runs_is_an_error() {
     );
     // alibi keeps every logged number; its held-out loss now comes from TensorBoard
     let alibi = row(&md, "## Final metrics", "alibi");
-    for i in [2, 3, 8, 11] {
+    for i in [2, 3, 9, 12] {
         assert!(alibi[i].parse::<f64>().is_ok(), "column {i}: {alibi:?}");
     }
 

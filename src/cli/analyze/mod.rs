@@ -422,11 +422,12 @@ fn render(subject: &Subject<Autodiff<Flex>>, encoded: &[Encoded], ev: &Evaluatio
     let n = cfg.n_layers;
     let _ = writeln!(
         s,
-        "\n{:>5} {:>16} {:>16} {:>9} {:>8} {:>10} {:>12} {:>5} {:>5}  top sink key",
+        "\n{:>5} {:>16} {:>16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>5} {:>5}  top sink key",
         "layer",
         "sink_rate %",
         "first_tok_mass",
         "conc",
+        "v_ratio",
         "kl",
         "kl_no_sink",
         "fiedler_0.01",
@@ -443,11 +444,12 @@ fn render(subject: &Subject<Autodiff<Flex>>, encoded: &[Encoded], ev: &Evaluatio
         let int = |v: Option<(f64, f64)>| v.map_or("-".into(), |(m, _)| format!("{m:.1}"));
         let _ = writeln!(
             s,
-            "{:>5} {:>16} {:>16} {:>9} {:>8} {:>10} {:>12} {:>5} {:>5}  {}",
+            "{:>5} {:>16} {:>16} {:>9} {:>8} {:>8} {:>10} {:>12} {:>5} {:>5}  {}",
             l,
             pm(get(names::SINK_RATE), 1),
             pm(get(names::FIRST_TOKEN_MASS), 3),
             one(get(names::SINK_CONCENTRATION)),
+            one(get(names::VALUE_NORM_RATIO)),
             one(get(names::KL)),
             one(get(names::KL_SINK_REMOVED)),
             one(get(&names::thresholded(names::FIEDLER, "0.01"))),
