@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use tracing::warn;
 
 use crate::log::hparams::HParamsPluginData;
 use crate::log::{
@@ -71,17 +70,9 @@ impl RunLog {
         let metrics = run_dir.join(METRICS_FILE);
         match resume_from {
             Some(step) => {
-                for report in [
-                    truncate_after(&tb_dir, step as u64)?,
-                    truncate_jsonl_after(&metrics, step as u64)?,
-                ] {
-                    if report.damaged > 0 {
-                        warn!(
-                            damaged = report.damaged,
-                            "dropped log records cut short by the interrupted run"
-                        );
-                    }
-                }
+                // each damaged record dropped is named by the readers as they go
+                truncate_after(&tb_dir, step as u64)?;
+                truncate_jsonl_after(&metrics, step as u64)?;
             }
             None => {
                 // Logs of an earlier attempt that never reached a checkpoint. Anything
