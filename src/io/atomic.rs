@@ -15,19 +15,59 @@ pub fn replace_with(
     path: &Path,
     write: impl FnOnce(&mut BufWriter<File>) -> io::Result<()>,
 ) -> io::Result<()> {
-    let tmp = temp_path(path);
-    let result = (|| {
-        let mut out = BufWriter::new(File::create(&tmp)?);
-        write(&mut out)?;
-        let file = out.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e);
+    let mut file = AtomicFile::create(path)?;
+    write(file.writer())?;
+    file.commit()
+}
+
+/// A file written over time (a dump filled layer by layer) that replaces `path` only
+/// when [`AtomicFile::commit`] is called; dropped uncommitted (an error, a panic), its
+/// temporary file is removed and `path` is untouched.
+pub struct AtomicFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Starts the temporary file for `path`.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let tmp = temp_path(path);
+        let out = BufWriter::new(File::create(&tmp)?);
+        Ok(Self {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(out),
+        })
     }
-    sync_parent(path)
+
+    /// Where to write.
+    pub fn writer(&mut self) -> &mut BufWriter<File> {
+        self.out.as_mut().expect("only commit takes the writer")
+    }
+
+    /// Flushes to disk, renames over the target and syncs the folder.
+    pub fn commit(mut self) -> io::Result<()> {
+        let out = self.out.take().expect("only commit takes the writer");
+        let result = (|| {
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            fs::rename(&self.tmp, &self.path)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&self.tmp);
+            return Err(e);
+        }
+        sync_parent(&self.path)
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Replaces `path` with `bytes` (see the module notes).

@@ -5,6 +5,7 @@ pub mod arrays;
 pub mod atomic;
 pub mod error;
 pub mod npy;
+pub mod safetensors_stream;
 pub mod tensor_file;
 
 pub use arrays::read_attention_file;

@@ -4,6 +4,7 @@
 //! GGUF file) or a sinkscope checkpoint, with the sink tokens named; or on a series of
 //! checkpoints, one revision after the other (`series.rs`).
 
+mod dump;
 mod series;
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ use crate::hooks::{hparams, registry, run_hooks, Hook, HookInput, SessionRecords
 use crate::import::tokenizer::Encoded;
 use crate::io::atomic;
 use crate::log::RunLog;
+use dump::Dump;
 
 /// The backend `analyze` runs on (Autodiff for `--fisher`'s backward pass).
 type B = Autodiff<Flex>;
@@ -167,12 +169,11 @@ impl Setup {
     }
 }
 
-/// One model's analysis: the evaluation, the first probe's maps as head means per
-/// layer (what the heatmap hook reads), and with `--dump` the first probe whole.
+/// One model's analysis: the evaluation and the first probe's maps as head means per
+/// layer (what the heatmap hook reads); `--dump` is written while it runs.
 struct Analyzed {
     evaluation: Evaluation,
     probe: Vec<SequenceCapture>,
-    dumped: Option<SequenceCapture>,
 }
 
 /// The one analysis of `subject` on `probes`, shared by a single model and every
@@ -214,9 +215,19 @@ fn analyze_subject(
         None
     };
     // Layer by layer: each layer's maps are analyzed as soon as the forward pass has
-    // them and then dropped. Only the first text's maps are kept: whole for --dump,
-    // and as head means (what the heatmap hook reads) for --out.
-    let mut dumped: Vec<AttentionMaps> = Vec::new();
+    // them and then dropped. Only the first text's maps are kept: written to --dump as
+    // they come, and as head means (what the heatmap hook reads) for --out.
+    let cfg = &inner.config;
+    let mut dump = match &args.dump {
+        Some(path) => Some(Dump::create(
+            path,
+            &seqs[0],
+            cfg.n_layers,
+            cfg.n_heads,
+            cfg.d_model,
+        )?),
+        None => None,
+    };
     let mut means: Vec<f32> = Vec::new();
     let streamed = analyze_streaming(
         &inner,
@@ -228,8 +239,9 @@ fn analyze_subject(
         &device,
         &mut |lm: LayerMaps| {
             if lm.sequence == 0 {
-                if args.dump.is_some() {
-                    dumped.push(lm.maps.clone());
+                if let Some(d) = dump.as_mut() {
+                    d.layer(lm.layer, lm.maps)
+                        .map_err(|e| crate::Error::Other(format!("{e:#}")))?;
                 }
                 if args.out.is_some() {
                     means.extend(lm.maps.head_mean(0).iter().map(|&x| x as f32));
@@ -257,22 +269,10 @@ fn analyze_subject(
     } else {
         Vec::new()
     };
-    let dumped = match args.dump {
-        Some(_) => Some(SequenceCapture {
-            tokens: first.tokens.clone(),
-            maps: AttentionMaps::stack(dumped)?,
-            values: None,
-            hidden: first.hidden.clone(),
-            final_hidden: first.final_hidden.clone(),
-            null_mass: None,
-        }),
-        None => None,
-    };
-    Ok(Analyzed {
-        evaluation,
-        probe,
-        dumped,
-    })
+    if let Some(d) = dump {
+        d.finish(first.hidden.as_ref(), first.final_hidden.as_deref())?;
+    }
+    Ok(Analyzed { evaluation, probe })
 }
 
 /// The logs of `analyze --out`, written the way the training hooks write theirs
@@ -371,8 +371,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
             &setup,
         )?;
     }
-    if let (Some(path), Some(seq)) = (&args.dump, &analyzed.dumped) {
-        dump(path, &encoded[0], seq)?;
+    if let Some(path) = &args.dump {
         println!("dump: {}", path.display());
     }
     Ok(())
@@ -542,44 +541,5 @@ fn write_out(
         path.display(),
         log.log.tb_dir().display()
     );
-    Ok(())
-}
-
-/// `input_ids` [T] i64, `attentions` [L,H,T,T] f32, `hidden_states` [L+1,T,d] f32 with
-/// the last state after the final norm, as Hugging Face's `output_hidden_states`.
-fn dump(path: &Path, enc: &Encoded, seq: &SequenceCapture) -> anyhow::Result<()> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let (l, h, t) = (seq.maps.layers(), seq.maps.heads(), seq.maps.seq_len());
-    let hidden = seq.hidden.as_ref().context("no hidden states captured")?;
-    let d = hidden.d_model();
-    let mut states: Vec<f32> = Vec::with_capacity((l + 1) * t * d);
-    for i in 0..=l {
-        match (&seq.final_hidden, i == l) {
-            (Some(f), true) => states.extend_from_slice(f),
-            _ => states.extend_from_slice(hidden.state(i)),
-        }
-    }
-    let ids: Vec<i64> = enc.ids.iter().map(|&x| x as i64).collect();
-    // safetensors is little-endian, as every target sinkscope builds for.
-    let views = vec![
-        (
-            "input_ids",
-            TensorView::new(Dtype::I64, vec![t], bytemuck::cast_slice(&ids))?,
-        ),
-        (
-            "attentions",
-            TensorView::new(
-                Dtype::F32,
-                vec![l, h, t, t],
-                bytemuck::cast_slice(seq.maps.data()),
-            )?,
-        ),
-        (
-            "hidden_states",
-            TensorView::new(Dtype::F32, vec![l + 1, t, d], bytemuck::cast_slice(&states))?,
-        ),
-    ];
-    atomic::write_file(path, &safetensors::serialize(views, None)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(())
 }
