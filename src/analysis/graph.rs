@@ -79,29 +79,39 @@ pub struct Adjacency {
 }
 
 impl Adjacency {
-    /// From a weight function over the pairs i ≠ j (called once per unordered pair,
-    /// i > j; zero weights are left out).
+    /// From a weight function over the pairs i ≠ j (called twice per unordered pair,
+    /// i > j: once to count each row's entries, once to fill them, so the lists are
+    /// built in place without a growing vector per row; zero weights are left out).
     pub fn from_fn(t: usize, weight: impl Fn(usize, usize) -> f64) -> Self {
-        let mut rows: Vec<Vec<(u32, f64)>> = vec![Vec::new(); t];
+        let mut count = vec![0usize; t];
         for i in 0..t {
             for j in 0..i {
-                let w = weight(i, j);
-                if w != 0.0 {
-                    rows[i].push((j as u32, w));
-                    rows[j].push((i as u32, w));
+                if weight(i, j) != 0.0 {
+                    count[i] += 1;
+                    count[j] += 1;
                 }
             }
         }
         let mut start = Vec::with_capacity(t + 1);
         start.push(0);
-        let nnz: usize = rows.iter().map(Vec::len).sum();
-        let (mut cols, mut weights) = (Vec::with_capacity(nnz), Vec::with_capacity(nnz));
-        for row in rows {
-            for (j, w) in row {
-                cols.push(j);
-                weights.push(w);
+        for c in &count {
+            start.push(start[start.len() - 1] + c);
+        }
+        let nnz = start[t];
+        let (mut cols, mut weights) = (vec![0u32; nnz], vec![0.0f64; nnz]);
+        // next free slot of each row; every row's columns come out in increasing order
+        let mut next = start[..t].to_vec();
+        for i in 0..t {
+            for j in 0..i {
+                let w = weight(i, j);
+                if w != 0.0 {
+                    for (row, col) in [(i, j), (j, i)] {
+                        cols[next[row]] = col as u32;
+                        weights[next[row]] = w;
+                        next[row] += 1;
+                    }
+                }
             }
-            start.push(cols.len());
         }
         Adjacency {
             t,

@@ -147,7 +147,7 @@ pub struct LayerMaps<'a> {
 
 /// Layers whose maps may wait for the analysis while the forward pass goes on: bounds
 /// the memory of maps to about `IN_FLIGHT + 2` layers.
-const IN_FLIGHT: usize = 1;
+const IN_FLIGHT: usize = 0;
 
 /// Runs `model` on `sequences` (`batch` at a time) and analyzes each layer's maps as soon
 /// as the forward pass has produced them, on another thread while the forward pass goes
