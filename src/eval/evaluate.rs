@@ -157,7 +157,10 @@ const IN_FLIGHT: usize = 0;
 ///
 /// The numbers are those of [`capture`](super::capture) followed by [`evaluate`], except
 /// that causality is detected per layer (a model's layers agree).
-#[allow(clippy::too_many_arguments)]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "model, probes and the analysis settings, each needed"
+)]
 pub fn analyze_streaming<B: Backend>(
     model: &Transformer<B>,
     sequences: &[Vec<u32>],

@@ -196,7 +196,10 @@ mod tests {
     }
 
     #[test]
-    #[allow(clippy::single_range_in_vec_init)] // one block of rows, on purpose
+    #[allow(
+        clippy::single_range_in_vec_init,
+        reason = "one block of rows, on purpose"
+    )]
     fn steps_that_do_not_fit_are_reported() {
         assert!(derive_shape(&[4], &[Op::Transpose]).is_err());
         assert!(derive_shape(&[4, 6], &[Op::Cols(4..8)]).is_err());

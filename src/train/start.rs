@@ -191,7 +191,10 @@ fn deterministic_ids<B: Backend>(model: Transformer<B>) -> Result<Transformer<B>
 
 /// The restored state of the newest checkpoint that passes [`checkpoint::verify`] and
 /// loads; each one skipped is reported with what was wrong with it.
-#[allow(clippy::type_complexity)]
+#[allow(
+    clippy::type_complexity,
+    reason = "the restored model, optimizer and sidecar, as `checkpoint::restore` returns them"
+)]
 fn restore_newest_intact<B, O, R>(
     existing: &[(usize, PathBuf)],
     model: Transformer<B>,

@@ -276,7 +276,10 @@ mod tests {
     use crate::model::ModelConfig;
 
     #[test]
-    #[allow(clippy::single_range_in_vec_init)] // one block of rows, on purpose
+    #[allow(
+        clippy::single_range_in_vec_init,
+        reason = "one block of rows, on purpose"
+    )]
     fn fused_qkv_parts_by_hand() {
         let cfg = ModelConfig {
             d_model: 8,

@@ -10,7 +10,7 @@ macro_rules! ggml_types {
         /// named in errors and its size still checked; [`GgmlType::SUPPORTED`] are the ones
         /// sinkscope dequantizes.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[allow(non_camel_case_types)]
+        #[allow(non_camel_case_types, reason = "ggml's own type names (Q4_K, IQ2_XXS)")]
         pub enum GgmlType {
             $(
                 #[doc = concat!("`", $name, "` (id ", $id, ")")]
