@@ -3,7 +3,6 @@
 //! (nothing changes) and on a model with a strong first-token sink (loss rises).
 
 use std::path::Path;
-use std::process::Command;
 
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
@@ -14,25 +13,7 @@ use sinkscope::hooks::HookRunner;
 use sinkscope::model::{Arch, Batch, ForwardOptions, KeyAblation, PositionKind, Taps, Transformer};
 use sinkscope::train::train;
 
-use crate::common::{root, tiny_model, tiny_recipe};
-
-fn sinkscope(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("internal error"),
-        "{stderr}"
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr,
-    )
-}
+use crate::common::{root, sinkscope, tiny_model, tiny_recipe};
 
 fn f32s(view: &safetensors::tensor::TensorView) -> Vec<f32> {
     view.data()

@@ -1,21 +1,11 @@
 //! The binary on bad input: a message naming the file and field, exit code 1, no panic.
 
-use std::process::Command;
+use crate::common;
 
-use crate::common::root;
-
+/// Exit code and stderr.
 fn sinkscope(args: &[&str]) -> (i32, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run sinkscope");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
-        "{stderr}"
-    );
-    (out.status.code().unwrap_or(-1), stderr)
+    let (code, _, stderr) = common::sinkscope(args);
+    (code, stderr)
 }
 
 fn recipe(dir: &std::path::Path, body: &str) -> String {

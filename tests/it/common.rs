@@ -1,6 +1,8 @@
-//! Shared helpers: small models and recipes for fast tests.
+//! Shared helpers: the binary, small models and recipes for fast tests.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
+use std::process::Command;
 
 use sinkscope::model::{ModelConfig, PositionKind};
 use sinkscope::train::recipe::{DataConfig, Recipe, TrainConfig};
@@ -8,6 +10,38 @@ use sinkscope::train::recipe::{DataConfig, Recipe, TrainConfig};
 /// The repository root.
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the binary from the repository root with `env` set, checks that it did not
+/// panic, and returns its exit code, stdout and stderr.
+pub fn sinkscope_with<K, V>(args: &[&str], env: &[(K, V)]) -> (i32, String, String)
+where
+    K: AsRef<OsStr>,
+    V: AsRef<OsStr>,
+{
+    let out = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(root())
+        .output()
+        .expect("run sinkscope");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("panicked")
+            && !stderr.contains("internal error")
+            && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        stderr,
+    )
+}
+
+/// [`sinkscope_with`] without extra environment.
+pub fn sinkscope(args: &[&str]) -> (i32, String, String) {
+    sinkscope_with::<&str, &str>(args, &[])
 }
 
 /// A tiny decoder config with the given position encoding.

@@ -8,7 +8,6 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::backend::Flex;
 use burn::prelude::*;
@@ -17,7 +16,7 @@ use sinkscope::eval::{ablate, lm_batch};
 use sinkscope::import::{self, load, Imported};
 use sinkscope::model::{Batch, ForwardOptions, Taps};
 
-use crate::common::root;
+use crate::common::{root, sinkscope};
 use crate::import::{host, max_abs_diff, read_expected};
 
 type B = Flex;
@@ -254,21 +253,6 @@ fn ablation_without_a_head_reports_entropy_and_hidden_change_only() {
             "{name}"
         );
     }
-}
-
-fn sinkscope(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run sinkscope");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("internal error"),
-        "{stderr}"
-    );
-    (out.status.code().unwrap_or(-1), stdout, stderr)
 }
 
 #[test]

@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use burn::backend::{Autodiff, Flex};
 use safetensors::SafeTensors;
@@ -19,7 +18,7 @@ use sinkscope::log::{read_events, LoggedValue, TensorBoardWriter};
 use sinkscope::model::PositionKind;
 use sinkscope::train::train;
 
-use crate::common::{root, tiny_model, tiny_recipe};
+use crate::common::{root, sinkscope_with, tiny_model, tiny_recipe};
 
 const REPO: &str = "sinkscope-tests/tiny-neox";
 
@@ -33,22 +32,12 @@ fn repo_dir() -> PathBuf {
 
 /// Runs the binary with the fixture hub cache as `HF_HUB_CACHE`.
 fn sinkscope(args: &[&str], cache: &Path) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sinkscope"))
-        .args(args)
-        .env("HF_HUB_CACHE", cache)
-        .env("NO_COLOR", "1")
-        .current_dir(root())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("internal error"),
-        "{stderr}"
-    );
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).to_string(),
-        stderr,
+    sinkscope_with(
+        args,
+        &[
+            ("HF_HUB_CACHE", cache.as_os_str()),
+            ("NO_COLOR", "1".as_ref()),
+        ],
     )
 }
 

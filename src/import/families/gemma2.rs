@@ -62,11 +62,8 @@ const NORMS: &[Rule] = &[
 
 /// Ignorable: `rotary_emb.inv_freq` / `rotary_emb_local.inv_freq`, cached frequency buffers.
 static TABLE: Table = Table {
-    rules: &[ATTENTION_QKV, PROJECTIONS, NORMS],
-    body_prefix: "model.",
-    aliases: &[],
     ignored: &["inv_freq"],
-    tied_copies: &["lm_head.weight"],
+    ..Table::decoder(&[ATTENTION_QKV, PROJECTIONS, NORMS])
 };
 
 fn table(_: &HfConfig) -> &'static Table {

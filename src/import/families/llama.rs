@@ -116,13 +116,7 @@ pub const NORMS_AND_HEAD: &[Rule] = &[
 
 /// Ignorable: `rotary_emb.inv_freq` is a cached frequency buffer older checkpoints saved.
 /// Shared with SmolLM3.
-pub static TABLE: Table = Table {
-    rules: &[ATTENTION_QKV, PROJECTIONS, NORMS_AND_HEAD],
-    body_prefix: "model.",
-    aliases: &[],
-    ignored: &["rotary_emb.inv_freq"],
-    tied_copies: &["lm_head.weight"],
-};
+pub static TABLE: Table = Table::decoder(&[ATTENTION_QKV, PROJECTIONS, NORMS_AND_HEAD]);
 
 /// The one table of the family.
 pub fn table(_: &HfConfig) -> &'static Table {

@@ -180,6 +180,19 @@ pub struct Binding {
 }
 
 impl Table {
+    /// The table of a Llama-style decoder with these rules: the body under `model.`, a
+    /// cached rotary-frequency buffer to ignore, `lm_head.weight` a copy of the
+    /// embeddings when they are tied. Most decoder families differ only in their rules.
+    pub const fn decoder(rules: &'static [&'static [Rule]]) -> Table {
+        Table {
+            rules,
+            body_prefix: "model.",
+            aliases: &[],
+            ignored: &["rotary_emb.inv_freq"],
+            tied_copies: &["lm_head.weight"],
+        }
+    }
+
     /// Every rule expanded over `n_layers` blocks, with the alternative names to try.
     pub fn bindings(&self, n_layers: usize) -> Vec<Binding> {
         let mut out = Vec::new();

@@ -69,13 +69,7 @@ const RULES: &[Rule] = &[
 ];
 
 /// Ignorable: `rotary_emb.inv_freq`, a cached frequency buffer.
-static TABLE: Table = Table {
-    rules: &[ATTENTION_QKV, RULES],
-    body_prefix: "model.",
-    aliases: &[],
-    ignored: &["rotary_emb.inv_freq"],
-    tied_copies: &["lm_head.weight"],
-};
+static TABLE: Table = Table::decoder(&[ATTENTION_QKV, RULES]);
 
 fn table(_: &HfConfig) -> &'static Table {
     &TABLE

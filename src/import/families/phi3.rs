@@ -47,13 +47,7 @@ const RULES: &[Rule] = &[
 ];
 
 /// Ignorable: `rotary_emb.inv_freq`, a cached frequency buffer.
-static TABLE: Table = Table {
-    rules: &[RULES, NORMS_AND_HEAD],
-    body_prefix: "model.",
-    aliases: &[],
-    ignored: &["rotary_emb.inv_freq"],
-    tied_copies: &["lm_head.weight"],
-};
+static TABLE: Table = Table::decoder(&[RULES, NORMS_AND_HEAD]);
 
 fn table(_: &HfConfig) -> &'static Table {
     &TABLE

@@ -31,13 +31,7 @@ pub const QK_NORMS: &[Rule] = &[
 ];
 
 /// Ignorable: `rotary_emb.inv_freq`, a cached frequency buffer.
-static TABLE: Table = Table {
-    rules: &[ATTENTION_QKV, QK_NORMS, PROJECTIONS, NORMS_AND_HEAD],
-    body_prefix: "model.",
-    aliases: &[],
-    ignored: &["rotary_emb.inv_freq"],
-    tied_copies: &["lm_head.weight"],
-};
+static TABLE: Table = Table::decoder(&[ATTENTION_QKV, QK_NORMS, PROJECTIONS, NORMS_AND_HEAD]);
 
 fn table(_: &HfConfig) -> &'static Table {
     &TABLE
