@@ -173,23 +173,6 @@ impl Adjacency {
         (labels, count)
     }
 
-    /// The Laplacian's null space: one unit vector per component, constant on it.
-    fn null_space(&self) -> Vec<Vec<f64>> {
-        let (labels, _) = self.component_labels();
-        let mut reps: Vec<usize> = labels.clone();
-        reps.sort_unstable();
-        reps.dedup();
-        reps.iter()
-            .map(|&r| {
-                let size = labels.iter().filter(|&&l| l == r).count() as f64;
-                labels
-                    .iter()
-                    .map(|&l| if l == r { 1.0 / size.sqrt() } else { 0.0 })
-                    .collect()
-            })
-            .collect()
-    }
-
     /// The dense Laplacian L = diag(Σ_{j≠i} w_ij) − W.
     fn dense_laplacian(&self) -> faer::Mat<f64> {
         let deg = self.degrees();
@@ -225,11 +208,12 @@ pub fn adjacency_fiedler(adj: &Adjacency) -> (Option<f64>, Option<f64>) {
     // The multiplicity of the Laplacian's eigenvalue 0 is the number of connected
     // components: with three or more, λ₂ = λ₃ = 0 exactly and no decomposition is
     // needed (the usual case at high thresholds, where most tokens are isolated).
-    if t >= 3 && adj.components() >= 3 {
+    let (labels, components) = adj.component_labels();
+    if t >= 3 && components >= 3 {
         return (Some(0.0), Some(0.0));
     }
     let iterative = (t >= ITERATIVE_FROM)
-        .then(|| shift_invert_fiedler(adj))
+        .then(|| shift_invert_fiedler(adj, &labels))
         .flatten();
     let (l2, l3) = match iterative {
         Some(v) => v,
@@ -245,12 +229,29 @@ pub fn adjacency_fiedler(adj: &Adjacency) -> (Option<f64>, Option<f64>) {
     (Some(l2), l3.map(|l3| (l3 - l2).max(0.0)))
 }
 
-/// (λ₂, λ₃) of a graph with one or two components (T ≥ 3) by shift-invert Lanczos;
-/// `None` if the factorization or Lanczos fails.
-fn shift_invert_fiedler(adj: &Adjacency) -> Option<(f64, Option<f64>)> {
+/// The Laplacian's null space from each token's component: one unit vector per
+/// component, constant on it.
+fn null_space(labels: &[usize]) -> Vec<Vec<f64>> {
+    let mut reps: Vec<usize> = labels.to_vec();
+    reps.sort_unstable();
+    reps.dedup();
+    reps.iter()
+        .map(|&r| {
+            let size = labels.iter().filter(|&&l| l == r).count() as f64;
+            labels
+                .iter()
+                .map(|&l| if l == r { 1.0 / size.sqrt() } else { 0.0 })
+                .collect()
+        })
+        .collect()
+}
+
+/// (λ₂, λ₃) of a graph with one or two components (T ≥ 3; `labels` its tokens'
+/// components) by shift-invert Lanczos; `None` if the factorization or Lanczos fails.
+fn shift_invert_fiedler(adj: &Adjacency, labels: &[usize]) -> Option<(f64, Option<f64>)> {
     let t = adj.t;
     let inverse = ShiftedInverse::new(t, &adj.degrees(), |i| adj.row(i))?;
-    let null = adj.null_space();
+    let null = null_space(labels);
     // with two components λ₂ = 0 exactly and λ₃ is the smallest nonzero eigenvalue
     let zeros = null.len() - 1;
     let mu =
@@ -412,7 +413,7 @@ pub(crate) mod tests {
                 }
                 checked += 1;
                 assert!(
-                    shift_invert_fiedler(adj).is_some(),
+                    shift_invert_fiedler(adj, &adj.component_labels().0).is_some(),
                     "t {t}: the iterative path fell back to the dense one"
                 );
                 let (want2, want_gap) = (eig[1].max(0.0), (eig[2] - eig[1].max(0.0)).max(0.0));
@@ -447,7 +448,7 @@ pub(crate) mod tests {
             }
         });
         assert_eq!(adj.components(), 2);
-        let (l2, l3) = shift_invert_fiedler(&adj).unwrap();
+        let (l2, l3) = shift_invert_fiedler(&adj, &adj.component_labels().0).unwrap();
         let eig = symmetric_eigenvalues(adj.dense_laplacian().as_ref(), Par::Seq).unwrap();
         assert_eq!(l2, 0.0);
         let l3 = l3.unwrap();
