@@ -73,7 +73,7 @@ impl Trainer {
             self.model.take().expect("put back after every step"),
             &mut self.optim,
             std::slice::from_ref(&hb),
-            &dev,
+            std::slice::from_ref(&dev),
             1e-3,
             1.0,
         );

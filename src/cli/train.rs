@@ -8,7 +8,7 @@ use clap::Args;
 
 use crate::hooks::HookRunner;
 use crate::train::recipe::{DeviceKind, Recipe, Run};
-use crate::train::{train, Resume, TrainOutcome};
+use crate::train::{train_on_devices, Resume, TrainOutcome};
 
 /// Arguments of `sinkscope train`.
 #[derive(Args, Debug)]
@@ -46,9 +46,9 @@ fn train_on<B: AutodiffBackend>(
     sweep: &[Recipe],
     out: &Path,
     args: &TrainArgs,
-    device: B::Device,
+    devices: Vec<B::Device>,
 ) -> anyhow::Result<TrainOutcome> {
-    let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &device)?;
+    let mut hooks = HookRunner::<B>::new(&run.recipe.hooks, &run.recipe, out, &devices[0])?;
     hooks.set_sweep(sweep);
     eprintln!(
         "logs: {} and TensorBoard (view with: tensorboard --logdir {})",
@@ -62,7 +62,7 @@ fn train_on<B: AutodiffBackend>(
     } else {
         Resume::No
     };
-    let outcome = train::<B>(&run.recipe, out, resume, &device, &mut hooks);
+    let outcome = train_on_devices::<B>(&run.recipe, out, resume, &devices, &mut hooks);
     if outcome.is_err() {
         // Best effort: the training error is the one to report.
         let _ = hooks.record_failure();
@@ -79,13 +79,23 @@ fn run_one(
     std::fs::create_dir_all(out)
         .map_err(|e| anyhow::anyhow!("{}: cannot create output folder: {e}", out.display()))?;
     let _lock = crate::train::lock::RunLock::acquire(out)?;
-    match run.recipe.device {
-        DeviceKind::Cpu => train_on::<Autodiff<Flex>>(run, sweep, out, args, Default::default()),
+    let kinds = run.recipe.devices();
+    match kinds[0] {
+        DeviceKind::Cpu => {
+            let devices = vec![Default::default(); kinds.len()];
+            train_on::<Autodiff<Flex>>(run, sweep, out, args, devices)
+        }
         #[cfg(feature = "cuda")]
-        DeviceKind::Cuda(index) => {
-            crate::train::device::check(run.recipe.device).map_err(anyhow::Error::msg)?;
-            let device = burn::backend::cuda::CudaDevice::new(index);
-            train_on::<Autodiff<burn::backend::Cuda>>(run, sweep, out, args, device)
+        DeviceKind::Cuda(_) => {
+            let mut devices = Vec::new();
+            for kind in kinds {
+                crate::train::device::check(kind).map_err(anyhow::Error::msg)?;
+                let DeviceKind::Cuda(index) = kind else {
+                    anyhow::bail!("devices: \"cpu\" mixed with CUDA devices");
+                };
+                devices.push(burn::backend::cuda::CudaDevice::new(index));
+            }
+            train_on::<Autodiff<burn::backend::Cuda>>(run, sweep, out, args, devices)
         }
         #[cfg(not(feature = "cuda"))]
         DeviceKind::Cuda(_) => {

@@ -21,4 +21,4 @@ pub mod vocab;
 
 pub use recipe::{Recipe, Run};
 pub use start::Resume;
-pub use trainer::{train, NoEvents, StepInfo, TrainEvents, TrainOutcome};
+pub use trainer::{train, train_on_devices, NoEvents, StepInfo, TrainEvents, TrainOutcome};

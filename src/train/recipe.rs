@@ -159,6 +159,13 @@ pub struct Recipe {
     /// Where to run.
     #[serde(default)]
     pub device: DeviceKind,
+    /// Data parallelism: train on these devices at once (`["cuda:0", "cuda:1"]`), each
+    /// taking its share of every step's micro-batches, gradients averaged on the first,
+    /// which also evaluates, runs the hooks and writes checkpoints. Empty: `device` alone.
+    /// `batch_size` stays per micro-batch, so a step sees `batch_size × accumulate ×
+    /// devices` sequences: the same as one device with `accumulate × devices`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceKind>,
     /// The model.
     pub model: ModelConfig,
     /// The data.
@@ -282,6 +289,21 @@ impl Recipe {
         }
     }
 
+    /// The devices a step runs on: `devices`, else `device` alone. The first one holds
+    /// the model between steps.
+    pub fn devices(&self) -> Vec<DeviceKind> {
+        if self.devices.is_empty() {
+            vec![self.device]
+        } else {
+            self.devices.clone()
+        }
+    }
+
+    /// Micro-batches per optimiser step: `accumulate` on each of the devices.
+    pub fn micro_batches(&self) -> usize {
+        self.train.accumulate * self.devices().len()
+    }
+
     /// The output folder: `out`, else `runs/<name>`.
     pub fn out_dir(&self) -> PathBuf {
         self.out
@@ -303,13 +325,17 @@ impl Recipe {
         }
         if t.batch_size
             .checked_mul(t.accumulate)
+            .and_then(|n| n.checked_mul(self.devices.len().max(1)))
             .and_then(|n| n.checked_mul(self.data.seq_len))
             .is_none()
         {
             return bad(
                 "train.accumulate",
-                "batch_size × accumulate × seq_len overflows",
+                "batch_size × accumulate × devices × seq_len overflows",
             );
+        }
+        if let Some(why) = devices_problem(self.device, &self.devices) {
+            return bad("devices", &why);
         }
         if t.precision == Precision::Bf16 {
             return bad(
@@ -405,7 +431,7 @@ impl Recipe {
         // sweep is refused before the first run starts.
         crate::train::trainer::resolve_model_in(self, source, false)?;
         #[cfg(not(feature = "cuda"))]
-        if matches!(self.device, DeviceKind::Cuda(_)) {
+        if matches!(self.devices()[0], DeviceKind::Cuda(_)) {
             return bad(
                 "device",
                 "this build has no CUDA support: rebuild with `--features cuda`",
@@ -413,6 +439,27 @@ impl Recipe {
         }
         Ok(())
     }
+}
+
+/// Why a `devices` list cannot be trained on: CPU and GPU mixed (burn moves gradients
+/// between devices of one backend only), a GPU named twice, or a `device` that is not
+/// the list's first.
+fn devices_problem(device: DeviceKind, devices: &[DeviceKind]) -> Option<String> {
+    let first = *devices.first()?;
+    if device != DeviceKind::default() && device != first {
+        return Some(format!(
+            "device = \"{device}\" differs from the first of devices (\"{first}\"); set one of the two"
+        ));
+    }
+    let cpu = |d: &DeviceKind| *d == DeviceKind::Cpu;
+    if devices.iter().any(cpu) && !devices.iter().all(cpu) {
+        return Some("mixes \"cpu\" and CUDA devices; use devices of one kind".into());
+    }
+    let twice = devices
+        .iter()
+        .enumerate()
+        .find(|&(i, d)| !cpu(d) && devices[..i].contains(d));
+    twice.map(|(_, d)| format!("names \"{d}\" twice"))
 }
 
 /// `(dotted key, value)` pairs set on one run of a sweep.
@@ -600,5 +647,32 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train") && e.contains("nope"), "{e}");
+    }
+
+    #[test]
+    fn device_lists_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = write(dir.path(), "devices = [\"cpu\", \"cpu\"]\n[model]\n");
+        let run = &Recipe::load(&p, &[]).unwrap()[0].recipe;
+        assert_eq!(run.devices(), [DeviceKind::Cpu, DeviceKind::Cpu]);
+        assert_eq!(run.micro_batches(), 2);
+        let refused = |set: &str| {
+            Recipe::load(&p, &[set.into()])
+                .unwrap_err()
+                .to_string()
+        };
+        for (set, says) in [
+            ("devices=[\"cpu\", \"cuda:1\"]", "mixes"),
+            ("devices=[\"cuda:1\", \"cuda:1\"]", "\"cuda:1\" twice"),
+            ("device=\"cuda:2\"", "differs from the first"),
+        ] {
+            let e = refused(set);
+            assert!(e.contains("r.toml") && e.contains("devices") && e.contains(says), "{set}: {e}");
+        }
+        // No list: `device` alone, and the recipe serializes as before (no `devices` key).
+        let p = write(dir.path(), "[model]\n");
+        let one = &Recipe::load(&p, &[]).unwrap()[0].recipe;
+        assert_eq!(one.devices(), [DeviceKind::Cpu]);
+        assert!(!serde_json::to_string(one).unwrap().contains("devices"));
     }
 }

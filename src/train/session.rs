@@ -31,7 +31,10 @@ pub(crate) struct Session<'a, B: AutodiffBackend> {
     cfg: ModelConfig,
     corpus: Corpus,
     run_dir: &'a Path,
+    /// Where the model lives between steps: evaluation, hooks and checkpoints.
     device: &'a B::Device,
+    /// Every device a step's micro-batches run on (`device` first).
+    devices: &'a [B::Device],
     optim: Adam<B>,
     lr: Schedule,
     cadence: Cadence,
@@ -55,9 +58,10 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
         corpus: Corpus,
         run_dir: &'a Path,
         resume: &Resume,
-        device: &'a B::Device,
+        devices: &'a [B::Device],
         events: &mut dyn TrainEvents<B>,
     ) -> Result<(Transformer<B>, Self)> {
+        let device = &devices[0];
         let begin = start_or_resume(recipe, &cfg, run_dir, resume, device, events)?;
         let t = &recipe.train;
         let lr = Schedule {
@@ -74,10 +78,11 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
             corpus,
             run_dir,
             device,
+            devices,
             optim: begin.optim,
             lr,
             cadence: Cadence::of(t),
-            tokens_per_step: (t.batch_size * t.accumulate * recipe.data.seq_len) as u64,
+            tokens_per_step: (t.batch_size * recipe.micro_batches() * recipe.data.seq_len) as u64,
             start: begin.step,
             started: Instant::now(),
             bar,
@@ -105,19 +110,21 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
         let (seed, t) = (self.recipe.seed, &self.recipe.train);
         if self.cfg.dropout > 0.0 {
             // Dropout masks as a function of (seed, step), so resume redraws them exactly.
-            B::seed(self.device, mix(seed, step as u64));
+            for device in self.devices {
+                B::seed(device, mix(seed, step as u64));
+            }
         }
         // The step's batch is drawn whole and cut into micro-batches, so accumulation
-        // sees exactly the sequences one batch of batch_size × accumulate would.
-        let batch = self
-            .corpus
-            .train_batch(seed, step, t.batch_size * t.accumulate);
+        // and data parallelism see exactly the sequences one batch of batch_size ×
+        // accumulate × devices would.
+        let micro = self.recipe.micro_batches();
+        let batch = self.corpus.train_batch(seed, step, t.batch_size * micro);
         let lr = self.lr.at(step - 1);
         let (model, loss, grads) = optimizer_step(
             model,
             &mut self.optim,
-            &batch.split(t.accumulate),
-            self.device,
+            &batch.split(micro),
+            self.devices,
             lr,
             t.grad_clip,
         );

@@ -196,17 +196,25 @@ pub fn adamw<B: AutodiffBackend>(t: &TrainConfig) -> Adam<B> {
 }
 
 /// One optimiser step over `micro` (one batch, or the micro-batches of
-/// `train.accumulate`): forward, loss, backward per micro-batch with gradients summed,
-/// then global-norm clipping and the AdamW update. Each micro-batch's loss is weighted
-/// by its share of the step's loss weights, so k micro-batches give the gradient of one
-/// batch k times as large. Returns the model, the step's loss and the gradient norms
-/// before clipping; on a non-finite loss the model comes back unchanged and the norms
-/// are `None`.
+/// `train.accumulate` on each of the `devices`): forward, loss, backward per
+/// micro-batch with gradients summed, then global-norm clipping and the AdamW update on
+/// the first device. Each micro-batch's loss is weighted by its share of the step's
+/// loss weights, so k micro-batches give the gradient of one batch k times as large.
+///
+/// With several devices (data parallelism), micro-batch i runs on device i mod n, in
+/// one thread per device on a copy of the model forked there (burn's `Module::fork`);
+/// each device sums its gradients, which then move to the first device
+/// (`GradientsParams::to_device`) and are summed in device order with burn's
+/// `GradientsAccumulator`. The result is the one-device step over the same
+/// micro-batches, up to the order of float additions.
+///
+/// Returns the model, the step's loss and the gradient norms before clipping; on a
+/// non-finite loss the model comes back unchanged and the norms are `None`.
 pub fn optimizer_step<B, O>(
     model: Transformer<B>,
     optim: &mut O,
     micro: &[HostBatch],
-    device: &B::Device,
+    devices: &[B::Device],
     lr: f64,
     grad_clip: f64,
 ) -> (Transformer<B>, f32, Option<GradStats>)
@@ -216,9 +224,62 @@ where
 {
     let weight = |h: &HostBatch| h.weights.iter().map(|&w| w as f64).sum::<f64>();
     let total: f64 = micro.iter().map(weight).sum();
+    let share = |h: &HostBatch| (micro.len() > 1).then(|| weight(h) / total);
+    let n = devices.len().max(1);
+    let shares: Vec<Vec<(&HostBatch, Option<f64>)>> = (0..n)
+        .map(|d| micro.iter().skip(d).step_by(n).map(|h| (h, share(h))).collect())
+        .collect();
+    let parts: Vec<DeviceGrads> = if n == 1 {
+        vec![device_grads(&model, &shares[0], &devices[0])]
+    } else {
+        std::thread::scope(|s| {
+            let workers: Vec<_> = devices
+                .iter()
+                .zip(&shares)
+                .map(|(device, mine)| {
+                    let replica = model.clone().fork(device);
+                    s.spawn(move || device_grads(&replica, mine, device))
+                })
+                .collect();
+            workers
+                .into_iter()
+                .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                .collect()
+        })
+    };
+    let step_loss: f32 = parts.iter().map(|p| p.loss).sum();
+    if !step_loss.is_finite() {
+        return (model, step_loss, None);
+    }
     let mut accumulated = GradientsAccumulator::<Transformer<B>>::new();
-    let mut step_loss = 0f32;
-    for h in micro {
+    for part in parts {
+        if let Some(grads) = part.grads {
+            accumulated.accumulate(&model, grads.to_device(&devices[0], &model));
+        }
+    }
+    let mut grads = accumulated.grads();
+    let stats = grad_stats(&model, &grads);
+    clip_global_norm(&model, &mut grads, &stats, grad_clip);
+    (optim.step(lr, model, grads), step_loss, Some(stats))
+}
+
+/// One device's share of a step: its gradients summed over its micro-batches, and their
+/// weighted loss (non-finite: the gradients are left out, the step is abandoned).
+struct DeviceGrads {
+    grads: Option<GradientsParams>,
+    loss: f32,
+}
+
+/// Forward and backward of `micro` (each with its loss share) on `model`, which lives on
+/// `device`.
+fn device_grads<B: AutodiffBackend>(
+    model: &Transformer<B>,
+    micro: &[(&HostBatch, Option<f64>)],
+    device: &B::Device,
+) -> DeviceGrads {
+    let mut accumulated = GradientsAccumulator::<Transformer<B>>::new();
+    let mut total = 0f32;
+    for &(h, share) in micro {
         let batch = DeviceBatch::<B>::new(h, device);
         let out = model.forward(
             &crate::model::Batch {
@@ -228,20 +289,23 @@ where
             &ForwardOptions::default(),
         );
         let mut loss = lm_loss(out.logits, batch.targets, batch.weights);
-        if micro.len() > 1 {
-            loss = loss * (weight(h) / total);
+        if let Some(share) = share {
+            loss = loss * share;
         }
         let value: f32 = loss.clone().into_scalar().elem();
-        step_loss += value;
+        total += value;
         if !value.is_finite() {
-            return (model, value, None);
+            return DeviceGrads {
+                grads: None,
+                loss: value,
+            };
         }
-        accumulated.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+        accumulated.accumulate(model, GradientsParams::from_grads(loss.backward(), model));
     }
-    let mut grads = accumulated.grads();
-    let stats = grad_stats(&model, &grads);
-    clip_global_norm(&model, &mut grads, &stats, grad_clip);
-    (optim.step(lr, model, grads), step_loss, Some(stats))
+    DeviceGrads {
+        grads: (!micro.is_empty()).then(|| accumulated.grads()),
+        loss: total,
+    }
 }
 
 /// Held-out loss over the fixed evaluation batches, without gradients.
@@ -271,8 +335,8 @@ pub fn heldout_loss<B: Backend>(
     total / n as f64
 }
 
-/// Trains `recipe` into `run_dir`: a new run, or with `resume` (`true`, or
-/// [`Resume::Latest`] naming the recipe fields allowed to change) a continuation
+/// Trains `recipe` into `run_dir` on one device: a new run, or with `resume` (`true`,
+/// or [`Resume::Latest`] naming the recipe fields allowed to change) a continuation
 /// from its newest intact checkpoint. The steps are those of `session.rs`.
 pub fn train<B: AutodiffBackend>(
     recipe: &Recipe,
@@ -281,12 +345,37 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     events: &mut dyn TrainEvents<B>,
 ) -> Result<TrainOutcome> {
+    train_on_devices(recipe, run_dir, resume, std::slice::from_ref(device), events)
+}
+
+/// [`train`] with data parallelism over `devices`, one per entry of the recipe's
+/// `devices` (the first holds the model, evaluates and checkpoints; see
+/// [`optimizer_step`]).
+pub fn train_on_devices<B: AutodiffBackend>(
+    recipe: &Recipe,
+    run_dir: &Path,
+    resume: impl Into<Resume>,
+    devices: &[B::Device],
+    events: &mut dyn TrainEvents<B>,
+) -> Result<TrainOutcome> {
+    let asked = recipe.devices();
+    if asked.len() != devices.len() {
+        return Err(Error::config(
+            &format!("recipe {}", recipe.name),
+            "devices",
+            format!(
+                "names {} device(s) but the run was given {}",
+                asked.len(),
+                devices.len()
+            ),
+        ));
+    }
     let cfg = resolve_model(recipe)?;
     let corpus = Corpus::load(&recipe.data, cfg.is_causal(), |p| recipe.resolve(p))?;
     check_windows(recipe, &corpus)?;
     let resume = resume.into();
     let (mut model, mut run) =
-        Session::start(recipe, cfg, corpus, run_dir, &resume, device, events)?;
+        Session::start(recipe, cfg, corpus, run_dir, &resume, devices, events)?;
     for step in run.steps() {
         model = run.step(model, step, events)?;
         run.evaluate_if_due(&model, step, events)?;

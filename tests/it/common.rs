@@ -66,6 +66,7 @@ pub fn tiny_recipe(model: ModelConfig, steps: usize) -> Recipe {
         seed: 7,
         out: None,
         device: Default::default(),
+        devices: Vec::new(),
         model,
         data: DataConfig {
             train: root().join("datasets/kjv/train.txt.gz"),

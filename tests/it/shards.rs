@@ -9,7 +9,8 @@ use burn::backend::{Autodiff, Flex};
 use sinkscope::model::{PositionKind, Transformer};
 use sinkscope::train::shards::{ShardMeta, TokenDtype, TokenStream};
 use sinkscope::train::tokenize::{tokenize, TokenizeJob};
-use sinkscope::train::{train, StepInfo, TrainEvents};
+use sinkscope::train::recipe::DeviceKind;
+use sinkscope::train::{train, train_on_devices, StepInfo, TrainEvents};
 
 use crate::common::{root, tiny_model, tiny_recipe};
 
@@ -188,9 +189,12 @@ fn a_shard_is_refused_with_another_tokenizer() {
     );
 }
 
+/// One batch of 8, four accumulated micro-batches of 2, and two devices with two
+/// accumulated micro-batches of 2 each (data parallelism: two threads on two CPU
+/// "devices" of burn-flex, gradients moved to the first and summed) take the same steps.
 #[test]
-fn accumulated_micro_batches_equal_one_large_batch() {
-    let dev = Default::default();
+fn accumulated_and_data_parallel_steps_equal_one_large_batch() {
+    let dev: burn::tensor::Device<B> = Default::default();
     for encoder in [false, true] {
         let mut model = tiny_model(PositionKind::Learned);
         if encoder {
@@ -202,16 +206,32 @@ fn accumulated_micro_batches_equal_one_large_batch() {
         let mut four = one.clone();
         four.train.batch_size = 2;
         four.train.accumulate = 4;
-        let (mut a, mut b) = (Losses::default(), Losses::default());
-        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut two_by_two = four.clone();
+        two_by_two.train.accumulate = 2;
+        two_by_two.devices = vec![DeviceKind::Cpu, DeviceKind::Cpu];
+        let (mut a, mut b, mut c) = (Losses::default(), Losses::default(), Losses::default());
+        let (da, db, dc) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
         train::<B>(&one, da.path(), false, &dev, &mut a).unwrap();
         train::<B>(&four, db.path(), false, &dev, &mut b).unwrap();
+        let two = [dev, dev];
+        train_on_devices::<B>(&two_by_two, dc.path(), false, &two, &mut c).unwrap();
+        // A two-device recipe given one device is refused, naming both counts.
+        let e = train::<B>(&two_by_two, dc.path(), false, &dev, &mut c)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("devices") && e.contains("2 device(s)") && e.contains("given 1"), "{e}");
+        assert_eq!(a.0.len(), 4);
         for (step, la) in &a.0 {
-            let lb = b.0[step];
-            assert!(
-                (la - lb).abs() < 2e-5 * la.abs(),
-                "step {step}: {la} vs {lb}"
-            );
+            for (how, lb) in [("accumulated", b.0[step]), ("two devices", c.0[step])] {
+                assert!(
+                    (la - lb).abs() < 2e-5 * la.abs(),
+                    "{how}, step {step}: {la} vs {lb}"
+                );
+            }
         }
         // The weights after four steps agree too.
         let load = |d: &Path| {
@@ -227,16 +247,18 @@ fn accumulated_micro_batches_equal_one_large_batch() {
                 .flat_map(|w| w.data)
                 .collect::<Vec<f32>>()
         };
-        let (wa, wb) = (load(da.path()), load(db.path()));
-        let worst = wa
-            .iter()
-            .zip(&wb)
-            .map(|(x, y)| (x - y).abs())
-            .fold(0f32, f32::max);
-        assert!(
-            worst < 1e-5,
-            "encoder {encoder}: embeddings differ by {worst}"
-        );
+        let wa = load(da.path());
+        for (how, dir) in [("accumulated", &db), ("two devices", &dc)] {
+            let worst = wa
+                .iter()
+                .zip(&load(dir.path()))
+                .map(|(x, y)| (x - y).abs())
+                .fold(0f32, f32::max);
+            assert!(
+                worst < 1e-5,
+                "encoder {encoder}, {how}: weights differ by {worst}"
+            );
+        }
     }
 }
 
