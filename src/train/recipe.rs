@@ -656,18 +656,17 @@ mod tests {
         let run = &Recipe::load(&p, &[]).unwrap()[0].recipe;
         assert_eq!(run.devices(), [DeviceKind::Cpu, DeviceKind::Cpu]);
         assert_eq!(run.micro_batches(), 2);
-        let refused = |set: &str| {
-            Recipe::load(&p, &[set.into()])
-                .unwrap_err()
-                .to_string()
-        };
+        let refused = |set: &str| Recipe::load(&p, &[set.into()]).unwrap_err().to_string();
         for (set, says) in [
             ("devices=[\"cpu\", \"cuda:1\"]", "mixes"),
             ("devices=[\"cuda:1\", \"cuda:1\"]", "\"cuda:1\" twice"),
             ("device=\"cuda:2\"", "differs from the first"),
         ] {
             let e = refused(set);
-            assert!(e.contains("r.toml") && e.contains("devices") && e.contains(says), "{set}: {e}");
+            assert!(
+                e.contains("r.toml") && e.contains("devices") && e.contains(says),
+                "{set}: {e}"
+            );
         }
         // No list: `device` alone, and the recipe serializes as before (no `devices` key).
         let p = write(dir.path(), "[model]\n");

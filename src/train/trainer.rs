@@ -227,7 +227,14 @@ where
     let share = |h: &HostBatch| (micro.len() > 1).then(|| weight(h) / total);
     let n = devices.len().max(1);
     let shares: Vec<Vec<(&HostBatch, Option<f64>)>> = (0..n)
-        .map(|d| micro.iter().skip(d).step_by(n).map(|h| (h, share(h))).collect())
+        .map(|d| {
+            micro
+                .iter()
+                .skip(d)
+                .step_by(n)
+                .map(|h| (h, share(h)))
+                .collect()
+        })
         .collect();
     let parts: Vec<DeviceGrads> = if n == 1 {
         vec![device_grads(&model, &shares[0], &devices[0])]
@@ -345,7 +352,13 @@ pub fn train<B: AutodiffBackend>(
     device: &B::Device,
     events: &mut dyn TrainEvents<B>,
 ) -> Result<TrainOutcome> {
-    train_on_devices(recipe, run_dir, resume, std::slice::from_ref(device), events)
+    train_on_devices(
+        recipe,
+        run_dir,
+        resume,
+        std::slice::from_ref(device),
+        events,
+    )
 }
 
 /// [`train`] with data parallelism over `devices`, one per entry of the recipe's

@@ -7,9 +7,9 @@ use std::process::Command;
 
 use burn::backend::{Autodiff, Flex};
 use sinkscope::model::{PositionKind, Transformer};
+use sinkscope::train::recipe::DeviceKind;
 use sinkscope::train::shards::{ShardMeta, TokenDtype, TokenStream};
 use sinkscope::train::tokenize::{tokenize, TokenizeJob};
-use sinkscope::train::recipe::DeviceKind;
 use sinkscope::train::{train, train_on_devices, StepInfo, TrainEvents};
 
 use crate::common::{root, tiny_model, tiny_recipe};
@@ -223,7 +223,10 @@ fn accumulated_and_data_parallel_steps_equal_one_large_batch() {
         let e = train::<B>(&two_by_two, dc.path(), false, &dev, &mut c)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("devices") && e.contains("2 device(s)") && e.contains("given 1"), "{e}");
+        assert!(
+            e.contains("devices") && e.contains("2 device(s)") && e.contains("given 1"),
+            "{e}"
+        );
         assert_eq!(a.0.len(), 4);
         for (step, la) in &a.0 {
             for (how, lb) in [("accumulated", b.0[step]), ("two devices", c.0[step])] {
