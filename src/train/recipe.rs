@@ -433,7 +433,11 @@ impl Recipe {
         #[cfg(not(feature = "cuda"))]
         if matches!(self.devices()[0], DeviceKind::Cuda(_)) {
             return bad(
-                "device",
+                if self.devices.is_empty() {
+                    "device"
+                } else {
+                    "devices"
+                },
                 "this build has no CUDA support: rebuild with `--features cuda`",
             );
         }

@@ -66,3 +66,49 @@ fn bad_recipes_and_data_are_named() {
     assert_eq!(code, 1);
     assert!(err.contains("/nonexistent/recipe.toml"), "{err}");
 }
+
+/// `devices` through the binary: two CPU devices train (one thread each) and print the
+/// same losses as one device with the same global batch; a CUDA list in a build
+/// without CUDA, or mixed with the CPU, is one line naming the field.
+#[test]
+fn a_device_list_trains_data_parallel_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let losses = |stderr: &str| -> Vec<String> {
+        stderr
+            .lines()
+            .filter_map(|l| l.split_once("train step=")?.1.split_once("loss=\""))
+            .map(|(_, rest)| rest.split('"').next().unwrap_or_default().to_string())
+            .collect()
+    };
+    let train = |name: &str, set: &[&str]| {
+        let out = dir.path().join(name).display().to_string();
+        let mut args = vec!["train", "recipes/quick.toml", "--out", &out];
+        for s in ["train.steps=4", "train.log_every=1", "hooks.enabled=false"]
+            .iter()
+            .chain(set)
+        {
+            args.extend(["--set", s]);
+        }
+        let (code, err) = sinkscope(&args);
+        assert_eq!(code, 0, "{err}");
+        losses(&err)
+    };
+    let two = train("two", &["devices=[\"cpu\", \"cpu\"]"]);
+    let one = train("one", &["train.accumulate=2"]);
+    assert_eq!(two.len(), 4, "{two:?}");
+    assert_eq!(two, one);
+    let out = dir.path().join("bad").display().to_string();
+    for (list, says) in [
+        ("devices=[\"cpu\", \"cuda:0\"]", "mixes"),
+        #[cfg(not(feature = "cuda"))]
+        ("devices=[\"cuda:0\", \"cuda:1\"]", "--features cuda"),
+    ] {
+        let (code, err) = sinkscope(&["train", "recipes/quick.toml", "--set", list, "--out", &out]);
+        assert_eq!(code, 1, "{err}");
+        assert!(
+            err.contains("quick.toml") && err.contains("devices"),
+            "{err}"
+        );
+        assert!(err.contains(says), "{list}: {err}");
+    }
+}
