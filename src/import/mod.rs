@@ -27,7 +27,7 @@ pub mod transform;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use burn::prelude::*;
 
@@ -40,6 +40,7 @@ pub use resolve::{
     hub_cache_root, resolve, resolve_in, series, series_in, ModelLocation, Revision,
 };
 pub use tokenizer::{read_text_file, Encoded, TextTokenizer};
+pub use weights::{CheckpointBlocks, Residence};
 
 use families::Table;
 use gguf::GgufFile;
@@ -97,16 +98,36 @@ impl<B: Backend> Imported<B> {
     }
 }
 
-/// Loads the model that `model` names (folder, `.gguf` file, or cached hub id) on `device`.
+/// Loads the model that `model` names (folder, `.gguf` file, or cached hub id) on `device`,
+/// every weight in memory.
 pub fn load<B: Backend>(model: &str, device: &B::Device) -> Result<Imported<B>> {
-    load_from(&resolve(model)?, device)
+    load_with(model, Residence::InMemory, device)
 }
 
-/// Loads a resolved model location.
+/// Loads the model that `model` names with its blocks' weights in memory or read on
+/// demand ([`Residence`]).
+pub fn load_with<B: Backend>(
+    model: &str,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
+    load_located(&resolve(model)?, residence, device)
+}
+
+/// Loads a resolved model location, every weight in memory.
 pub fn load_from<B: Backend>(location: &ModelLocation, device: &B::Device) -> Result<Imported<B>> {
+    load_located(location, Residence::InMemory, device)
+}
+
+/// Loads a resolved model location with its blocks in memory or read on demand.
+pub fn load_located<B: Backend>(
+    location: &ModelLocation,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
     match location {
-        ModelLocation::HfFolder(dir) => load_hf_folder(dir, device),
-        ModelLocation::Gguf(path) => load_gguf(path, device),
+        ModelLocation::HfFolder(dir) => load_hf_folder(dir, residence, device),
+        ModelLocation::Gguf(path) => load_gguf(path, residence, device),
     }
 }
 
@@ -171,8 +192,9 @@ pub fn hf_model_config(dir: &Path) -> Result<ModelConfig> {
 fn load_checked<B: Backend>(
     cfg: ModelConfig,
     table: &Table,
-    source: Rc<dyn TensorSource>,
+    source: Arc<dyn TensorSource>,
     family: &str,
+    residence: Residence,
     device: &B::Device,
 ) -> Result<(Transformer<B>, ModelConfig, bool)> {
     if let Some(note) = source::left_out_note(source.as_ref()) {
@@ -192,16 +214,21 @@ fn load_checked<B: Backend>(
     let model = weights::load_weights(
         &cfg,
         &bindings,
-        Rc::clone(&source),
+        Arc::clone(&source),
         &|name| table.is_ignorable(name, cfg.tie_embeddings),
         family,
+        residence,
         device,
     )?;
     Ok((model, cfg, head))
 }
 
 /// Loads a Hugging Face model folder.
-pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Imported<B>> {
+pub fn load_hf_folder<B: Backend>(
+    dir: &Path,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
     let FolderConfig {
         hf,
         family,
@@ -212,8 +239,8 @@ pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Impo
     let tokenizer = TextTokenizer::from_hf_folder(dir, hf.bos_id())?;
     let stored = source::open_folder(dir)?;
     let text_name = hf.model_type.unwrap_or_default();
-    let (source, name): (Rc<dyn TensorSource>, String) = match wrapper {
-        None => (Rc::from(stored), text_name),
+    let (source, name): (Arc<dyn TensorSource>, String) = match wrapper {
+        None => (Arc::from(stored), text_name),
         Some(wrapper) => {
             let text = multimodal::TextDecoderSource::new(stored);
             tracing::info!(
@@ -222,10 +249,11 @@ pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Impo
                 dir.display(),
                 text.others()
             );
-            (Rc::new(text), format!("{wrapper} ({text_name})"))
+            (Arc::new(text), format!("{wrapper} ({text_name})"))
         }
     };
-    let (model, config, head) = load_checked(cfg, table, source, family.name, device)?;
+    let (model, config, head) =
+        load_checked(cfg, table, source, family.name, residence, device)?;
     Ok(Imported {
         model,
         config,
@@ -237,7 +265,11 @@ pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Impo
 }
 
 /// Loads a llama.cpp GGUF file.
-pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Imported<B>> {
+pub fn load_gguf<B: Backend>(
+    path: &Path,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
     let file = GgufFile::open(path)?;
     let cfg = gguf_model::config(&file)?;
     cfg.validate(&path.display().to_string())?;
@@ -247,8 +279,9 @@ pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Imported
     let (model, config, head) = load_checked(
         cfg,
         table,
-        Rc::new(GgufSource::new(file)?),
+        Arc::new(GgufSource::new(file)?),
         &format!("GGUF {arch}"),
+        residence,
         device,
     )?;
     Ok(Imported {

@@ -21,12 +21,13 @@ use crate::analysis::names;
 use crate::analysis::{table, AnalysisConfig, AttentionMaps};
 use crate::cli::texts::TextArgs;
 use crate::eval::{
-    analyze_streaming, finish, fisher_trace, lm_batch, weight_matrices, EvalPlan, Evaluation,
-    LayerMaps, SequenceCapture, Subject,
+    analyze_streaming, finish, fisher_trace, lm_batch, visit_weight_matrices, weight_spectra,
+    EvalPlan, Evaluation, LayerMaps, SequenceCapture, Subject,
 };
 use crate::hooks::tags::LayoutBuilder;
 use crate::hooks::{hparams, registry, run_hooks, Hook, HookInput, SessionRecords};
 use crate::import::tokenizer::Encoded;
+use crate::import::Residence;
 use crate::io::atomic;
 use crate::log::RunLog;
 use dump::Dump;
@@ -198,11 +199,15 @@ fn analyze_subject(
     }
     let seqs = &probes.input_ids;
     let inner = subject.model.valid();
-    let weights = if setup.plan.weights {
-        weight_matrices(&inner)?
-    } else {
-        Vec::new()
-    };
+    // Weight spectra a block at a time: for a model whose blocks are read on demand, one
+    // block's weights are in memory at once.
+    let mut spectra = Vec::new();
+    if setup.plan.weights {
+        visit_weight_matrices(&inner, &mut |group| {
+            spectra.extend(weight_spectra(&group, &setup.plan.spectra)?);
+            Ok(())
+        })?;
+    }
     let fisher = if args.fisher && subject.head {
         let cfg = &subject.model.config;
         let batches = seqs
@@ -252,7 +257,8 @@ fn analyze_subject(
     )?;
     let null_mass: Vec<Option<&[f64]>> = streamed.iter().map(|s| s.null_mass.as_deref()).collect();
     let reports = streamed.iter().map(|s| s.report.clone()).collect();
-    let evaluation = finish(step, reports, &null_mass, &weights, fisher, &setup.plan)?;
+    let mut evaluation = finish(step, reports, &null_mass, &[], fisher, &setup.plan)?;
+    evaluation.weights = spectra;
     let first = &streamed[0];
     let t = first.tokens.len();
     let layers = inner.config.n_layers;
@@ -338,6 +344,18 @@ impl AnalysisLog {
     }
 }
 
+/// Where an imported model's block weights live during `analyze`: read from the
+/// checkpoint block by block as the forward pass reaches them (memory holds one block in
+/// f32, so a bf16 model larger than its f32 copy fits), except with `--fisher`, whose
+/// backward pass needs every weight and its gradient at once.
+fn residence(args: &AnalyzeArgs) -> Residence {
+    if args.fisher {
+        Residence::InMemory
+    } else {
+        Residence::OnDemand
+    }
+}
+
 /// Runs the analysis of one model and prints the per-layer summary, or of a series
 /// of checkpoints (`--revisions`, or a folder of step-named checkpoints).
 pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
@@ -345,7 +363,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         return series::run(args, revisions);
     }
     let setup = Setup::new(args)?;
-    let subject = Subject::<B>::load(&args.model, &Default::default())?;
+    let subject = Subject::<B>::load_with(&args.model, residence(args), &Default::default())?;
     if let Some(c) = subject.caveat() {
         eprintln!("note: {c}");
     }

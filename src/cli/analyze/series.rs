@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{analyze_subject, AnalysisLog, AnalyzeArgs, Analyzed, Probes, Setup, B};
+use super::{analyze_subject, residence, AnalysisLog, AnalyzeArgs, Analyzed, Probes, Setup, B};
 use crate::analysis::names;
 use crate::eval::Subject;
 use crate::hooks::SessionRecords;
@@ -143,7 +143,8 @@ fn load_and_analyze(
         .location
         .as_ref()
         .map_err(|why| anyhow::anyhow!("{why}"))?;
-    let subject = Subject::<B>::load(&path.to_string_lossy(), &Default::default())?;
+    let subject =
+        Subject::<B>::load_with(&path.to_string_lossy(), residence(args), &Default::default())?;
     let probes = match probes {
         Some(p) => p,
         None => {
