@@ -252,8 +252,7 @@ pub fn load_hf_folder<B: Backend>(
             (Arc::new(text), format!("{wrapper} ({text_name})"))
         }
     };
-    let (model, config, head) =
-        load_checked(cfg, table, source, family.name, residence, device)?;
+    let (model, config, head) = load_checked(cfg, table, source, family.name, residence, device)?;
     Ok(Imported {
         model,
         config,

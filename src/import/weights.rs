@@ -216,8 +216,8 @@ impl Planned {
     /// Reads the tensor, converts it to f32 and transforms it into the parameter's shape.
     fn read(&self, source: &dyn TensorSource) -> Result<TensorData> {
         let data = source.read_f32(&self.tensor)?;
-        let (data, shape) = transform::apply(data, self.stored.clone(), &self.ops)
-            .map_err(|e| {
+        let (data, shape) =
+            transform::apply(data, self.stored.clone(), &self.ops).map_err(|e| {
                 ImportErrorKind::Apply(format!("tensor `{}`: {e}", self.tensor))
                     .at(source.file_of(&self.tensor))
             })?;

@@ -8,8 +8,8 @@ use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
 
-use crate::model::attention::AttentionContext;
 use crate::error::{Error, Result};
+use crate::model::attention::AttentionContext;
 use crate::model::block::{Block, OnDemand};
 use crate::model::config::{LayerSpec, ModelConfig};
 use crate::model::init::Init;

@@ -143,8 +143,11 @@ fn load_and_analyze(
         .location
         .as_ref()
         .map_err(|why| anyhow::anyhow!("{why}"))?;
-    let subject =
-        Subject::<B>::load_with(&path.to_string_lossy(), residence(args), &Default::default())?;
+    let subject = Subject::<B>::load_with(
+        &path.to_string_lossy(),
+        residence(args),
+        &Default::default(),
+    )?;
     let probes = match probes {
         Some(p) => p,
         None => {
