@@ -171,7 +171,7 @@ fn read_hf_config(dir: &Path) -> Result<FolderConfig> {
     let cfg = (family.config)(&hf).map_err(|(field, message)| {
         HfConfig::error_at(&path, (format!("{nested}{field}"), message))
     })?;
-    cfg.validate(&path.display().to_string())?;
+    cfg.validate_switches(&path.display().to_string())?;
     Ok(FolderConfig {
         hf,
         family,
@@ -189,14 +189,20 @@ pub fn hf_model_config(dir: &Path) -> Result<ModelConfig> {
 /// switched off when the checkpoint has none ([`weights::headless_config`]); notes what
 /// was left out. Returns the model, the config it was built with, and whether it has
 /// its head.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the config and where it came from, the checkpoint, how to hold it"
+)]
 fn load_checked<B: Backend>(
     cfg: ModelConfig,
+    config_file: &Path,
     table: &Table,
     source: Arc<dyn TensorSource>,
     family: &str,
     residence: Residence,
     device: &B::Device,
 ) -> Result<(Transformer<B>, ModelConfig, bool)> {
+    check_size(&cfg, config_file, residence, source.as_ref())?;
     if let Some(note) = source::left_out_note(source.as_ref()) {
         tracing::info!("{note}");
     }
@@ -221,6 +227,40 @@ fn load_checked<B: Backend>(
         device,
     )?;
     Ok((model, cfg, head))
+}
+
+/// Refuses, before anything per layer is built, a model that cannot be held as
+/// `residence` holds it: in memory, its whole f32 copy must fit in the available memory;
+/// read on demand, the parts outside the blocks and one block must, and the checkpoint
+/// must hold at least a tensor per block (a config claiming more layers than that is
+/// refused with the size it claims). `config_file` names the config in the error.
+fn check_size(
+    cfg: &ModelConfig,
+    config_file: &Path,
+    residence: Residence,
+    source: &dyn TensorSource,
+) -> Result<()> {
+    use crate::model::budget::{check_fits, human, model_bytes};
+    let what = config_file.display().to_string();
+    let refuse = |m: String| crate::Error::config(&what, "model", m);
+    match residence {
+        Residence::InMemory => check_fits("this model", model_bytes(cfg)).map_err(refuse),
+        Residence::OnDemand => {
+            let tensors = source.names().len();
+            if cfg.n_layers > tensors {
+                let claimed = model_bytes(cfg).map_or("more than 18 EB".into(), human);
+                return Err(refuse(format!(
+                    "{} layers ({claimed} in f32) in a checkpoint of {tensors} tensors",
+                    cfg.n_layers
+                )));
+            }
+            let one_block = ModelConfig {
+                n_layers: 1,
+                ..cfg.clone()
+            };
+            check_fits("this model read block by block", model_bytes(&one_block)).map_err(refuse)
+        }
+    }
 }
 
 /// Loads a Hugging Face model folder.
@@ -252,7 +292,16 @@ pub fn load_hf_folder<B: Backend>(
             (Arc::new(text), format!("{wrapper} ({text_name})"))
         }
     };
-    let (model, config, head) = load_checked(cfg, table, source, family.name, residence, device)?;
+    let config_file = dir.join("config.json");
+    let (model, config, head) = load_checked(
+        cfg,
+        &config_file,
+        table,
+        source,
+        family.name,
+        residence,
+        device,
+    )?;
     Ok(Imported {
         model,
         config,
@@ -271,12 +320,13 @@ pub fn load_gguf<B: Backend>(
 ) -> Result<Imported<B>> {
     let file = GgufFile::open(path)?;
     let cfg = gguf_model::config(&file)?;
-    cfg.validate(&path.display().to_string())?;
+    cfg.validate_switches(&path.display().to_string())?;
     let arch = file.architecture()?.to_string();
     let tokenizer = TextTokenizer::from_gguf_vocab(gguf_model::vocab(&file)?, path)?;
     let table = gguf_model::table(&file)?;
     let (model, config, head) = load_checked(
         cfg,
+        path,
         table,
         Arc::new(GgufSource::new(file)?),
         &format!("GGUF {arch}"),

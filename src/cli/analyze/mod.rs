@@ -30,6 +30,7 @@ use crate::import::tokenizer::Encoded;
 use crate::import::Residence;
 use crate::io::atomic;
 use crate::log::RunLog;
+use crate::model::budget;
 use dump::Dump;
 
 /// The backend `analyze` runs on (Autodiff for `--fisher`'s backward pass).
@@ -344,16 +345,31 @@ impl AnalysisLog {
     }
 }
 
-/// Where an imported model's block weights live during `analyze`: read from the
-/// checkpoint block by block as the forward pass reaches them (memory holds one block in
-/// f32, so a bf16 model larger than its f32 copy fits), except with `--fisher`, whose
-/// backward pass needs every weight and its gradient at once.
-fn residence(args: &AnalyzeArgs) -> Residence {
-    if args.fisher {
-        Residence::InMemory
-    } else {
-        Residence::OnDemand
+/// The subject of `analyze` at `model`. An imported model's blocks are read from the
+/// checkpoint as the forward pass reaches them (memory holds one block in f32, so a bf16
+/// model larger than its f32 copy fits), except with `--fisher` on a model that has its
+/// head: its backward pass needs every weight and its gradient at once, so the model is
+/// then held in memory — refused, naming the sizes, when weights and gradients (2× the
+/// f32 size) exceed the available memory.
+fn load_subject(args: &AnalyzeArgs, model: &str) -> anyhow::Result<Subject<B>> {
+    let device = Default::default();
+    let subject = Subject::<B>::load_with(model, Residence::OnDemand, &device)?;
+    if !(args.fisher && subject.head) || subject.model.on_demand.is_none() {
+        return Ok(subject);
     }
+    let needed = budget::model_bytes(&subject.model.config).and_then(|b| b.checked_mul(2));
+    budget::check_fits("--fisher (every weight and its gradient in f32)", needed).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; without --fisher the analysis reads the model block by block",
+            subject.source
+        )
+    })?;
+    drop(subject);
+    Ok(Subject::<B>::load_with(
+        model,
+        Residence::InMemory,
+        &device,
+    )?)
 }
 
 /// Runs the analysis of one model and prints the per-layer summary, or of a series
@@ -363,7 +379,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         return series::run(args, revisions);
     }
     let setup = Setup::new(args)?;
-    let subject = Subject::<B>::load_with(&args.model, residence(args), &Default::default())?;
+    let subject = load_subject(args, &args.model)?;
     if let Some(c) = subject.caveat() {
         eprintln!("note: {c}");
     }
