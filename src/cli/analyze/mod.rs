@@ -56,7 +56,9 @@ pub struct AnalyzeArgs {
     /// [L+1,T,d] (as Hugging Face's output_hidden_states) to this safetensors file.
     #[arg(long)]
     pub dump: Option<PathBuf>,
-    /// Add per-layer empirical Fisher information (one backward pass per text).
+    /// Add per-layer empirical Fisher information (one backward pass per text). Holds the
+    /// model and its gradients in memory (2× its f32 size) instead of reading it block by
+    /// block; refused when that does not fit.
     #[arg(long)]
     pub fisher: bool,
     /// Add WeightWatcher-style spectra of every 2-D weight (slow for large models).
