@@ -49,7 +49,8 @@ use source::TensorSource;
 
 /// A pretrained model ready to analyze.
 pub struct Imported<B: Backend> {
-    /// The weights in sinkscope's transformer.
+    /// The weights in sinkscope's transformer: all of them, or with the blocks read
+    /// from the checkpoint when a forward pass reaches them ([`Residence`]).
     pub model: Transformer<B>,
     /// The switches it was built with (also `model.config`).
     pub config: ModelConfig,

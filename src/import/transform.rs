@@ -205,12 +205,15 @@ mod tests {
 
     #[test]
     fn large_transpose_matches_the_definition() {
-        let (r, c) = (137, 70);
-        let data: Vec<f32> = (0..r * c).map(|v| v as f32).collect();
-        let t = transpose(&data, r, c);
-        for i in 0..r {
-            for j in 0..c {
-                assert_eq!(t[j * r + i], data[i * c + j]);
+        // Neither side a multiple of the tile, single rows and columns, whole tiles.
+        for (r, c) in [(137, 70), (1, 45), (45, 1), (32, 64), (0, 3)] {
+            let data: Vec<f32> = (0..r * c).map(|v| v as f32).collect();
+            let t = transpose(&data, r, c);
+            assert_eq!(t.len(), data.len());
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(t[j * r + i], data[i * c + j], "[{r}, {c}] at ({i}, {j})");
+                }
             }
         }
     }

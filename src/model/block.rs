@@ -11,7 +11,6 @@ use burn::prelude::*;
 use burn::store::{ModuleSnapshot, TensorSnapshot, TensorSnapshotError};
 
 use crate::error::{Error, Result};
-
 use crate::model::attention::{Attention, AttentionContext};
 use crate::model::config::{BlockKind, ModelConfig};
 use crate::model::init::Init;
