@@ -205,7 +205,8 @@ fn only_the_taps_asked_for_are_kept_and_logits_do_not_change() {
         &input,
         &ForwardOptions::capture(Taps::RESIDUALS),
         &mut visit,
-    );
+    )
+    .unwrap();
     assert!(seen.is_empty());
 }
 
