@@ -259,16 +259,22 @@ impl<B: Backend> Transformer<B> {
     /// Runs the model, capturing what `opts.taps` asks for.
     ///
     /// Panics if the blocks are read [`on_demand`](Self::on_demand) and a read fails
-    /// (imported models read that way go through [`forward_visit`](Self::forward_visit),
-    /// which returns the error); a model holding its blocks cannot fail here.
+    /// (code that runs such models calls [`try_forward`](Self::try_forward) or
+    /// [`forward_visit`](Self::forward_visit), which return the error); a model holding
+    /// its blocks cannot fail here.
     pub fn forward(&self, batch: &Batch<B>, opts: &ForwardOptions) -> ForwardOutput<B> {
+        self.try_forward(batch, opts)
+            .unwrap_or_else(|e| panic!("forward pass: {e}"))
+    }
+
+    /// As [`forward`](Self::forward), returning a failed read of a block read on demand.
+    pub fn try_forward(&self, batch: &Batch<B>, opts: &ForwardOptions) -> Result<ForwardOutput<B>> {
         let mut layers = Vec::new();
-        let out = self.forward_visit(batch, opts, &mut |_, taps| layers.push(taps));
-        let mut out = out.unwrap_or_else(|e| panic!("forward pass: {e}"));
+        let mut out = self.forward_visit(batch, opts, &mut |_, taps| layers.push(taps))?;
         for taps in layers {
             out.captured.push(taps);
         }
-        out
+        Ok(out)
     }
 
     /// As [`forward`](Self::forward), but each block's attention taps go to `visit` with

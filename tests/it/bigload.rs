@@ -9,7 +9,7 @@ use std::path::Path;
 
 use burn::backend::Flex;
 use burn::prelude::*;
-use sinkscope::eval::{capture, weight_matrices};
+use sinkscope::eval::{ablate, capture, lm_batch, weight_matrices};
 use sinkscope::import::{load_with, Imported, Residence};
 use sinkscope::model::{Batch, ForwardOptions};
 
@@ -98,6 +98,36 @@ fn on_demand_blocks_match_resident_on_every_hf_fixture() {
         }
     }
     assert!(seen >= 20, "only {seen} fixtures found");
+}
+
+/// Key ablation (a forward pass per layer, with the attention maps of every layer
+/// collected) reports the same effects with the blocks read on demand, for a decoder and
+/// an encoder.
+#[test]
+fn ablation_with_blocks_on_demand_matches_resident() {
+    for model in [fixture("hf/llama"), fixture("hf/bert")] {
+        let (resident, streamed) = both(&model);
+        let cfg = &resident.config;
+        let batches: Vec<_> = probes(cfg.vocab_size)
+            .iter()
+            .enumerate()
+            .map(|(i, s)| lm_batch(s, i, cfg.is_causal(), Some(3), cfg.vocab_size, 0).unwrap())
+            .collect();
+        let report = |m: &Imported<B>| {
+            let r = ablate(
+                &m.model,
+                m.head,
+                &batches,
+                &[0],
+                None,
+                None,
+                &Default::default(),
+            );
+            serde_json::to_value(r.unwrap()).unwrap()
+        };
+        let (a, b) = (report(&resident), report(&streamed));
+        assert_eq!(a, b, "{}", model.display());
+    }
 }
 
 #[test]
