@@ -9,6 +9,7 @@ use std::path::Path;
 
 use burn::backend::Flex;
 use burn::prelude::*;
+use burn::store::ModuleSnapshot;
 use sinkscope::eval::{ablate, capture, lm_batch, weight_matrices};
 use sinkscope::import::{load_with, Imported, Residence};
 use sinkscope::model::{Batch, ForwardOptions};
@@ -80,6 +81,19 @@ fn check_same(model: &Path) {
         names(&wa),
         names(&wb),
         "{name}: weight matrices and their order"
+    );
+    // The model's own order, as training's weight spectra always logged them.
+    let collected: Vec<String> = resident
+        .model
+        .collect(None, None, false)
+        .into_iter()
+        .filter(|s| s.shape.len() == 2)
+        .map(|s| s.full_path().trim_end_matches(".weight").to_string())
+        .collect();
+    assert_eq!(
+        names(&wa),
+        collected,
+        "{name}: weight matrices in module order"
     );
     assert!(wa.iter().any(|m| m.name.starts_with("blocks.0.")), "{name}");
     for (x, y) in wa.iter().zip(&wb) {
