@@ -246,8 +246,8 @@ fn lazy_snapshot(source: &Arc<dyn TensorSource>, p: Planned) -> TensorSnapshot {
 /// Where an imported model's block weights live.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Residence {
-    /// Every weight in memory as f32: what training-style uses need (gradients of every
-    /// weight for `--fisher`, many forward passes for `ablate`).
+    /// Every weight in memory as f32: what gradients of every weight need (`--fisher`),
+    /// and faster for many forward passes (`ablate`, when the model fits).
     #[default]
     InMemory,
     /// Embeddings, final norm and head in memory; each block read from the checkpoint
