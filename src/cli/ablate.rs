@@ -10,6 +10,8 @@ use clap::Args;
 
 use crate::cli::texts::TextArgs;
 use crate::eval::{ablate, lm_batch, AblationReport, Subject};
+use crate::import::Residence;
+use crate::model::budget;
 
 /// Arguments of `sinkscope ablate`.
 #[derive(Args, Debug)]
@@ -37,10 +39,42 @@ pub struct AblateArgs {
     pub seed: u64,
 }
 
+/// The subject of `ablate`. Ablation runs a forward pass per text and layer (plus two),
+/// so an imported model is held in memory when its f32 copy takes at most half the
+/// available memory; a larger one has its blocks read from the checkpoint as each pass
+/// reaches them (slower: every pass reads the blocks again), with a note.
+fn load_subject(model: &str) -> anyhow::Result<Subject<Flex>> {
+    let device = Default::default();
+    let subject = Subject::<Flex>::load_with(model, Residence::OnDemand, &device)?;
+    if subject.model.on_demand.is_none() {
+        return Ok(subject);
+    }
+    let needed = budget::model_bytes(&subject.model.config).and_then(|b| b.checked_mul(2));
+    let fits = match (needed, budget::available_bytes()) {
+        (Some(n), Some(a)) => n <= a,
+        (needed, None) => needed.is_some(),
+        (None, Some(_)) => false,
+    };
+    if !fits {
+        eprintln!(
+            "note: {}: the model's f32 copy does not fit twice in the available memory; its \
+             blocks are read from the checkpoint on every forward pass (slower)",
+            subject.source
+        );
+        return Ok(subject);
+    }
+    drop(subject);
+    Ok(Subject::<Flex>::load_with(
+        model,
+        Residence::InMemory,
+        &device,
+    )?)
+}
+
 /// Runs the experiment and prints its table.
 pub fn run(args: &AblateArgs) -> anyhow::Result<()> {
     let device = Default::default();
-    let subject = Subject::<Flex>::load(&args.model, &device)?;
+    let subject = load_subject(&args.model)?;
     let texts = args.input.texts(&subject.probe_texts)?;
     let encoded = args.input.encode(&subject, &texts)?;
     let cfg = &subject.model.config;

@@ -75,13 +75,13 @@ fn run<B: Backend>(
         ids: Tensor::from_data(TensorData::new(ids, [1, hb.seq_len]), device),
         padding: None,
     };
-    let out = model.forward(
+    let out = model.try_forward(
         &batch,
         &ForwardOptions {
             taps: Taps::PROBS | Taps::RESIDUALS,
             ablation,
         },
-    );
+    )?;
     let host = |d: TensorData| {
         d.convert::<f32>()
             .to_vec::<f32>()

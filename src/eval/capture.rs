@@ -3,7 +3,7 @@
 //! inputs, used alike by training hooks, `analyze` on imported models and `ablate`.
 
 use burn::prelude::*;
-use burn::store::ModuleSnapshot;
+use burn::store::{ModuleSnapshot, TensorSnapshot};
 
 use crate::analysis::{AttentionMaps, HiddenStates, ValueNorms};
 use crate::error::{Error, Result};
@@ -147,7 +147,7 @@ pub fn capture_layers<B: Backend>(
     };
     let mut taps = Taps::PROBS | Taps::VALUES;
     taps.residuals = residuals;
-    let out = model.forward_visit(&batch, &ForwardOptions::capture(taps), &mut visit);
+    let out = model.forward_visit(&batch, &ForwardOptions::capture(taps), &mut visit)?;
     if let Some(e) = failure {
         return Err(e);
     }
@@ -238,15 +238,16 @@ fn renormalize_rows(maps: &mut [f32], layers: usize, rows_per_layer: usize, t: u
     missing
 }
 
-/// Every 2-D weight of `model` on the host, named by its parameter path.
-pub fn weight_matrices<B: Backend>(model: &Transformer<B>) -> Result<Vec<NamedMatrix>> {
+/// The 2-D weights among `snapshots` on the host, named `{prefix}{path}` without
+/// `.weight`.
+fn matrices(snapshots: Vec<TensorSnapshot>, prefix: &str) -> Result<Vec<NamedMatrix>> {
     let mut out = Vec::new();
-    for snap in model.collect(None, None, false) {
+    for snap in snapshots {
         let shape = snap.shape.to_vec();
         if shape.len() != 2 {
             continue;
         }
-        let path = snap.full_path();
+        let path = format!("{prefix}{}", snap.full_path());
         let data = snap
             .to_data()
             .map_err(|e| Error::Device(format!("cannot read weight {path}: {e:?}")))?
@@ -260,5 +261,47 @@ pub fn weight_matrices<B: Backend>(model: &Transformer<B>) -> Result<Vec<NamedMa
             data,
         });
     }
+    Ok(out)
+}
+
+/// Parameters that come before the blocks in the model's order (embeddings, position
+/// table, segment embeddings), by name prefix.
+const BEFORE_BLOCKS: [&str; 3] = ["embed", "position", "token_type"];
+
+/// Every 2-D weight of `model` on the host, named by its parameter path, handed to `each`
+/// one group at a time in the model's order: the weights before the blocks, each block
+/// (read from storage and dropped after for a model whose blocks are read on demand),
+/// then those after (head). Host memory holds one group, not the model.
+pub fn visit_weight_matrices<B: Backend>(
+    model: &Transformer<B>,
+    each: &mut dyn FnMut(Vec<NamedMatrix>) -> Result<()>,
+) -> Result<()> {
+    let outside: Vec<TensorSnapshot> = model
+        .collect(None, None, false)
+        .into_iter()
+        .filter(|s| !s.full_path().starts_with("blocks."))
+        .collect();
+    let (before, after): (Vec<NamedMatrix>, Vec<NamedMatrix>) = matrices(outside, "")?
+        .into_iter()
+        .partition(|m| BEFORE_BLOCKS.iter().any(|p| m.name.starts_with(p)));
+    each(before)?;
+    let device = model.embed.weight.device();
+    for layer in 0..model.config.n_layers {
+        let block = model.block(layer, &device)?;
+        each(matrices(
+            block.collect(None, None, false),
+            &format!("blocks.{layer}."),
+        )?)?;
+    }
+    each(after)
+}
+
+/// Every 2-D weight of `model` on the host, named by its parameter path.
+pub fn weight_matrices<B: Backend>(model: &Transformer<B>) -> Result<Vec<NamedMatrix>> {
+    let mut out = Vec::new();
+    visit_weight_matrices(model, &mut |group| {
+        out.extend(group);
+        Ok(())
+    })?;
     Ok(out)
 }

@@ -79,22 +79,7 @@ pub fn finish(
 ) -> Result<Evaluation> {
     let summary = analysis::summarize(&reports);
     let spectra = if plan.weights {
-        weights
-            .par_iter()
-            .map(|w| {
-                analysis::weight_spectrum(
-                    &w.name,
-                    &w.data,
-                    w.rows,
-                    w.cols,
-                    &plan.spectra,
-                    faer::Par::Seq,
-                )
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?
-            .into_iter()
-            .flatten()
-            .collect()
+        weight_spectra(weights, &plan.spectra)?
     } else {
         Vec::new()
     };
@@ -117,6 +102,17 @@ pub fn finish(
         fisher,
         null_mass,
     })
+}
+
+/// The spectra of `weights` (those `cfg` covers), side by side.
+pub fn weight_spectra(weights: &[NamedMatrix], cfg: &SpectraConfig) -> Result<Vec<WeightSpectrum>> {
+    Ok(weights
+        .par_iter()
+        .map(|w| analysis::weight_spectrum(&w.name, &w.data, w.rows, w.cols, cfg, faer::Par::Seq))
+        .collect::<std::result::Result<Vec<_>, _>>()?
+        .into_iter()
+        .flatten()
+        .collect())
 }
 
 /// What a streamed analysis keeps of each probe sequence: its report and everything a

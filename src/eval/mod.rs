@@ -11,11 +11,12 @@ pub mod subject;
 
 pub use ablation::{ablate, AblationEffect, AblationReport};
 pub use capture::{
-    capture, capture_layers, weight_matrices, LayerCapture, NamedMatrix, SequenceCapture,
-    SequenceStates,
+    capture, capture_layers, visit_weight_matrices, weight_matrices, LayerCapture, NamedMatrix,
+    SequenceCapture, SequenceStates,
 };
 pub use evaluate::{
-    analyze_streaming, evaluate, finish, EvalPlan, Evaluation, LayerMaps, StreamedSequence,
+    analyze_streaming, evaluate, finish, weight_spectra, EvalPlan, Evaluation, LayerMaps,
+    StreamedSequence,
 };
 pub use fisher::fisher_trace;
 pub use lm::lm_batch;

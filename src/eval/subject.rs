@@ -8,6 +8,7 @@ use burn::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::import::tokenizer::{Encoded, TextTokenizer};
+use crate::import::Residence;
 use crate::model::Transformer;
 use crate::train::checkpoint;
 use crate::train::data::{self, Corpus};
@@ -52,8 +53,16 @@ pub struct Subject<B: Backend> {
 
 impl<B: Backend> Subject<B> {
     /// Loads `arg`: a sinkscope checkpoint or run folder, else anything
-    /// [`crate::import::load`] accepts (model folder, hub id in the local cache, GGUF file).
+    /// [`crate::import::load`] accepts (model folder, hub id in the local cache, GGUF file),
+    /// every weight in memory.
     pub fn load(arg: &str, device: &B::Device) -> Result<Self> {
+        Self::load_with(arg, Residence::InMemory, device)
+    }
+
+    /// As [`load`](Self::load), with an imported model's blocks in memory or read from
+    /// its checkpoint when a forward pass reaches them ([`Residence`]); a sinkscope
+    /// checkpoint (a model small enough to have been trained here) is held in memory.
+    pub fn load_with(arg: &str, residence: Residence, device: &B::Device) -> Result<Self> {
         let path = Path::new(arg);
         let checkpoint_dir = if path.join(checkpoint::META_FILE).is_file() {
             Some(path.to_path_buf())
@@ -97,7 +106,7 @@ impl<B: Backend> Subject<B> {
                 head: true,
             });
         }
-        let imported = crate::import::load::<B>(arg, device)?;
+        let imported = crate::import::load_with::<B>(arg, residence, device)?;
         Ok(Self {
             model: imported.model,
             tokenizer: SubjectTokenizer::Text(Box::new(imported.tokenizer)),

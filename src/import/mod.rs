@@ -27,7 +27,7 @@ pub mod transform;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use burn::prelude::*;
 
@@ -40,6 +40,7 @@ pub use resolve::{
     hub_cache_root, resolve, resolve_in, series, series_in, ModelLocation, Revision,
 };
 pub use tokenizer::{read_text_file, Encoded, TextTokenizer};
+pub use weights::{CheckpointBlocks, Residence};
 
 use families::Table;
 use gguf::GgufFile;
@@ -48,7 +49,8 @@ use source::TensorSource;
 
 /// A pretrained model ready to analyze.
 pub struct Imported<B: Backend> {
-    /// The weights in sinkscope's transformer.
+    /// The weights in sinkscope's transformer: all of them, or with the blocks read
+    /// from the checkpoint when a forward pass reaches them ([`Residence`]).
     pub model: Transformer<B>,
     /// The switches it was built with (also `model.config`).
     pub config: ModelConfig,
@@ -97,16 +99,36 @@ impl<B: Backend> Imported<B> {
     }
 }
 
-/// Loads the model that `model` names (folder, `.gguf` file, or cached hub id) on `device`.
+/// Loads the model that `model` names (folder, `.gguf` file, or cached hub id) on `device`,
+/// every weight in memory.
 pub fn load<B: Backend>(model: &str, device: &B::Device) -> Result<Imported<B>> {
-    load_from(&resolve(model)?, device)
+    load_with(model, Residence::InMemory, device)
 }
 
-/// Loads a resolved model location.
+/// Loads the model that `model` names with its blocks' weights in memory or read on
+/// demand ([`Residence`]).
+pub fn load_with<B: Backend>(
+    model: &str,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
+    load_located(&resolve(model)?, residence, device)
+}
+
+/// Loads a resolved model location, every weight in memory.
 pub fn load_from<B: Backend>(location: &ModelLocation, device: &B::Device) -> Result<Imported<B>> {
+    load_located(location, Residence::InMemory, device)
+}
+
+/// Loads a resolved model location with its blocks in memory or read on demand.
+pub fn load_located<B: Backend>(
+    location: &ModelLocation,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
     match location {
-        ModelLocation::HfFolder(dir) => load_hf_folder(dir, device),
-        ModelLocation::Gguf(path) => load_gguf(path, device),
+        ModelLocation::HfFolder(dir) => load_hf_folder(dir, residence, device),
+        ModelLocation::Gguf(path) => load_gguf(path, residence, device),
     }
 }
 
@@ -150,7 +172,7 @@ fn read_hf_config(dir: &Path) -> Result<FolderConfig> {
     let cfg = (family.config)(&hf).map_err(|(field, message)| {
         HfConfig::error_at(&path, (format!("{nested}{field}"), message))
     })?;
-    cfg.validate(&path.display().to_string())?;
+    cfg.validate_switches(&path.display().to_string())?;
     Ok(FolderConfig {
         hf,
         family,
@@ -168,13 +190,20 @@ pub fn hf_model_config(dir: &Path) -> Result<ModelConfig> {
 /// switched off when the checkpoint has none ([`weights::headless_config`]); notes what
 /// was left out. Returns the model, the config it was built with, and whether it has
 /// its head.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the config and where it came from, the checkpoint, how to hold it"
+)]
 fn load_checked<B: Backend>(
     cfg: ModelConfig,
+    config_file: &Path,
     table: &Table,
-    source: Rc<dyn TensorSource>,
+    source: Arc<dyn TensorSource>,
     family: &str,
+    residence: Residence,
     device: &B::Device,
 ) -> Result<(Transformer<B>, ModelConfig, bool)> {
+    check_size(&cfg, config_file, residence, source.as_ref())?;
     if let Some(note) = source::left_out_note(source.as_ref()) {
         tracing::info!("{note}");
     }
@@ -192,16 +221,55 @@ fn load_checked<B: Backend>(
     let model = weights::load_weights(
         &cfg,
         &bindings,
-        Rc::clone(&source),
+        Arc::clone(&source),
         &|name| table.is_ignorable(name, cfg.tie_embeddings),
         family,
+        residence,
         device,
     )?;
     Ok((model, cfg, head))
 }
 
+/// Refuses, before anything per layer is built, a model that cannot be held as
+/// `residence` holds it: in memory, its whole f32 copy must fit in the available memory;
+/// read on demand, the parts outside the blocks and one block must, and the checkpoint
+/// must hold at least a tensor per block (a config claiming more layers than that is
+/// refused with the size it claims). `config_file` names the config in the error.
+fn check_size(
+    cfg: &ModelConfig,
+    config_file: &Path,
+    residence: Residence,
+    source: &dyn TensorSource,
+) -> Result<()> {
+    use crate::model::budget::{check_fits, human, model_bytes};
+    let what = config_file.display().to_string();
+    let refuse = |m: String| crate::Error::config(&what, "model", m);
+    match residence {
+        Residence::InMemory => check_fits("this model", model_bytes(cfg)).map_err(refuse),
+        Residence::OnDemand => {
+            let tensors = source.names().len();
+            if cfg.n_layers > tensors {
+                let claimed = model_bytes(cfg).map_or("more than 18 EB".into(), human);
+                return Err(refuse(format!(
+                    "{} layers ({claimed} in f32) in a checkpoint of {tensors} tensors",
+                    cfg.n_layers
+                )));
+            }
+            let one_block = ModelConfig {
+                n_layers: 1,
+                ..cfg.clone()
+            };
+            check_fits("this model read block by block", model_bytes(&one_block)).map_err(refuse)
+        }
+    }
+}
+
 /// Loads a Hugging Face model folder.
-pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Imported<B>> {
+pub fn load_hf_folder<B: Backend>(
+    dir: &Path,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
     let FolderConfig {
         hf,
         family,
@@ -212,8 +280,8 @@ pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Impo
     let tokenizer = TextTokenizer::from_hf_folder(dir, hf.bos_id())?;
     let stored = source::open_folder(dir)?;
     let text_name = hf.model_type.unwrap_or_default();
-    let (source, name): (Rc<dyn TensorSource>, String) = match wrapper {
-        None => (Rc::from(stored), text_name),
+    let (source, name): (Arc<dyn TensorSource>, String) = match wrapper {
+        None => (Arc::from(stored), text_name),
         Some(wrapper) => {
             let text = multimodal::TextDecoderSource::new(stored);
             tracing::info!(
@@ -222,10 +290,19 @@ pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Impo
                 dir.display(),
                 text.others()
             );
-            (Rc::new(text), format!("{wrapper} ({text_name})"))
+            (Arc::new(text), format!("{wrapper} ({text_name})"))
         }
     };
-    let (model, config, head) = load_checked(cfg, table, source, family.name, device)?;
+    let config_file = dir.join("config.json");
+    let (model, config, head) = load_checked(
+        cfg,
+        &config_file,
+        table,
+        source,
+        family.name,
+        residence,
+        device,
+    )?;
     Ok(Imported {
         model,
         config,
@@ -237,18 +314,24 @@ pub fn load_hf_folder<B: Backend>(dir: &Path, device: &B::Device) -> Result<Impo
 }
 
 /// Loads a llama.cpp GGUF file.
-pub fn load_gguf<B: Backend>(path: &Path, device: &B::Device) -> Result<Imported<B>> {
+pub fn load_gguf<B: Backend>(
+    path: &Path,
+    residence: Residence,
+    device: &B::Device,
+) -> Result<Imported<B>> {
     let file = GgufFile::open(path)?;
     let cfg = gguf_model::config(&file)?;
-    cfg.validate(&path.display().to_string())?;
+    cfg.validate_switches(&path.display().to_string())?;
     let arch = file.architecture()?.to_string();
     let tokenizer = TextTokenizer::from_gguf_vocab(gguf_model::vocab(&file)?, path)?;
     let table = gguf_model::table(&file)?;
     let (model, config, head) = load_checked(
         cfg,
+        path,
         table,
-        Rc::new(GgufSource::new(file)?),
+        Arc::new(GgufSource::new(file)?),
         &format!("GGUF {arch}"),
+        residence,
         device,
     )?;
     Ok(Imported {

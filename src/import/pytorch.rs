@@ -14,12 +14,16 @@
 //! zip is read once through the zip crate, which checks its CRC-32: a corrupted or cut
 //! entry is an error naming the file. (A storage entry absent from a valid zip, or
 //! written short with a matching CRC, still reads as zeros; no writer produces those.)
+//!
+//! burn-store's lazy tensors cannot cross threads, while an imported model's blocks are
+//! read when a forward pass reaches them, from whichever thread runs it; so a [`Shard`]
+//! keeps only each tensor's dtype and shape, and a read opens the file's reader again
+//! (it parses `data.pkl`, small next to the tensors, and reads the one storage asked for).
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use burn::store::TensorSnapshot;
 use burn::tensor::DType;
 use burn_store::pytorch::PytorchReader;
 
@@ -32,10 +36,16 @@ pub const SINGLE_FILE: &str = "pytorch_model.bin";
 /// The index of a sharded one.
 pub const INDEX_FILE: &str = "pytorch_model.bin.index.json";
 
+/// A tensor's stored dtype and shape.
+struct Stored {
+    dtype: DType,
+    shape: Vec<usize>,
+}
+
 /// One `.bin` file's tensors (lazy: data stays in the zip until read).
 pub struct Shard {
     path: PathBuf,
-    tensors: HashMap<String, TensorSnapshot>,
+    tensors: HashMap<String, Stored>,
 }
 
 impl Shard {
@@ -46,9 +56,20 @@ impl Shard {
         let reader = PytorchReader::new(path)
             .map_err(|e| ImportErrorKind::Pytorch(e.to_string()).at(path))?;
         verify_storages(path)?;
+        let tensors = reader
+            .into_tensors()
+            .into_iter()
+            .map(|(name, t)| {
+                let stored = Stored {
+                    dtype: t.dtype,
+                    shape: t.shape.to_vec(),
+                };
+                (name, stored)
+            })
+            .collect();
         Ok(Self {
             path: path.to_path_buf(),
-            tensors: reader.into_tensors(),
+            tensors,
         })
     }
 }
@@ -105,7 +126,7 @@ impl CheckpointFile for Shard {
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.tensors.get(name).map(|t| t.shape.to_vec())
+        self.tensors.get(name).map(|t| t.shape.clone())
     }
 
     fn read_f32(&self, name: &str) -> Result<Vec<f32>, ImportError> {
@@ -115,7 +136,13 @@ impl CheckpointFile for Shard {
             .tensors
             .get(name)
             .ok_or_else(|| bad("not in this file".into()))?;
-        let data = t.to_data().map_err(|e| bad(format!("{e:?}")))?;
+        let reader = PytorchReader::new(&self.path)
+            .map_err(|e| ImportErrorKind::Pytorch(e.to_string()).at(&self.path))?;
+        let data = reader
+            .get(name)
+            .ok_or_else(|| bad("not in this file".into()))?
+            .to_data()
+            .map_err(|e| bad(format!("{e:?}")))?;
         let expected: usize = t.shape.iter().product();
         let values = data
             .convert_dtype(DType::F32)

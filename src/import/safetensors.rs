@@ -21,6 +21,7 @@ use crate::error::Result;
 use crate::import::error::{ImportError, ImportErrorKind};
 use crate::import::json::read_json;
 use crate::import::sharded::{CheckpointFile, Sharded};
+use crate::import::source::release_pages;
 
 /// The single-file checkpoint name `save_pretrained` writes.
 pub const SINGLE_FILE: &str = "model.safetensors";
@@ -68,34 +69,9 @@ impl Shard {
             }
             .at(&self.path)
         })?;
-        self.release(start, end);
+        release_pages(&self.map, start, end);
         Ok(values)
     }
-
-    /// Drops the mapped pages that lie wholly inside `start..end` from this process, so the
-    /// converted copy does not sit next to the raw one in memory.
-    #[cfg(unix)]
-    fn release(&self, start: usize, end: usize) {
-        const PAGE: usize = 4096;
-        let first = start.next_multiple_of(PAGE);
-        let last = end / PAGE * PAGE;
-        if last > first {
-            // SAFETY: the map is private and read-only, so MADV_DONTNEED discards nothing:
-            // a later read of these pages faults them back in from the file with the same
-            // bytes. No borrow of the range is alive here (the conversion above is done).
-            // A failure (e.g. a larger page size) only means the pages stay resident.
-            let _ = unsafe {
-                self.map.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    first,
-                    last - first,
-                )
-            };
-        }
-    }
-
-    #[cfg(not(unix))]
-    fn release(&self, _start: usize, _end: usize) {}
 }
 
 /// Little-endian `bytes` of `dtype` as f32; None for dtypes that are not floats we convert.

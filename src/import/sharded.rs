@@ -14,7 +14,7 @@ use crate::import::safetensors::Index;
 use crate::import::source::TensorSource;
 
 /// One checkpoint file of some format, opened and validated, its data read on demand.
-pub trait CheckpointFile: Sized {
+pub trait CheckpointFile: Sized + Send + Sync {
     /// Opens `path`, checking what can be checked without reading every tensor.
     fn open(path: &Path) -> Result<Self, ImportError>;
     /// The file it was opened from.

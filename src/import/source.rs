@@ -4,13 +4,17 @@
 
 use std::path::{Path, PathBuf};
 
+use memmap2::Mmap;
+
 use crate::error::Result;
 use crate::import::error::{ImportError, ImportErrorKind};
 use crate::import::pytorch::{self, PytorchSource};
 use crate::import::safetensors::{self as st, SafetensorsSource};
 
-/// A read-only collection of named tensors, each readable as row-major f32.
-pub trait TensorSource {
+/// A read-only collection of named tensors, each readable as row-major f32. Shared
+/// across threads: an imported model's blocks are read from it while the forward pass
+/// runs ([`crate::model::BlockWeights`]).
+pub trait TensorSource: Send + Sync {
     /// Every float tensor in the checkpoint (unordered). Integer and boolean tensors
     /// (`position_ids`, `token_type_ids`, masks) are index buffers, never weights: they
     /// are listed by [`TensorSource::left_out`] instead.
@@ -83,3 +87,27 @@ pub fn open_folder(dir: &Path) -> Result<Box<dyn TensorSource>, ImportError> {
         .at(dir));
     })
 }
+
+/// Drops the pages of `map` that lie wholly inside `start..end` from this process once a
+/// tensor there has been converted, so the converted copy does not sit next to the raw
+/// one in memory: mapped file pages count in the resident set once touched, and a model
+/// read block by block would otherwise end up with the whole file resident.
+#[cfg(unix)]
+pub(crate) fn release_pages(map: &Mmap, start: usize, end: usize) {
+    const PAGE: usize = 4096;
+    let first = start.next_multiple_of(PAGE);
+    let last = end / PAGE * PAGE;
+    if last > first {
+        // SAFETY: the map is private and read-only, so MADV_DONTNEED discards nothing:
+        // a later read of these pages faults them back in from the file with the same
+        // bytes. No borrow of the range is alive here (the conversion is done).
+        // A failure (e.g. a larger page size) only means the pages stay resident.
+        let _ = unsafe {
+            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, last - first)
+        };
+    }
+}
+
+/// Mapped pages stay until the map is dropped where `madvise` is not available.
+#[cfg(not(unix))]
+pub(crate) fn release_pages(_map: &Mmap, _start: usize, _end: usize) {}

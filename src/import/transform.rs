@@ -8,6 +8,8 @@
 use std::fmt;
 use std::ops::Range;
 
+use rayon::prelude::*;
+
 use crate::import::gguf::unpermute_qk_rows;
 
 /// One conversion step on a row-major tensor.
@@ -145,20 +147,38 @@ pub fn apply(
     Ok((data, shape))
 }
 
-/// Row-major `[r, c]` → `[c, r]`, in cache-friendly tiles (embedding-sized matrices are
-/// transposed at load time).
+/// Row-major `[r, c]` → `[c, r]`, in cache-friendly tiles, bands of output rows side by
+/// side (every block weight of an imported model is transposed when the block is read, so
+/// this is most of the cost of reading one).
 fn transpose(data: &[f32], r: usize, c: usize) -> Vec<f32> {
     const TILE: usize = 32;
     let mut out = vec![0.0f32; data.len()];
-    for i0 in (0..r).step_by(TILE) {
-        for j0 in (0..c).step_by(TILE) {
-            for i in i0..(i0 + TILE).min(r) {
-                for j in j0..(j0 + TILE).min(c) {
-                    out[j * r + i] = data[i * c + j];
+    if data.is_empty() {
+        return out;
+    }
+    // Output rows j0..j0 + TILE (input columns), a TILE × TILE tile at a time: read as
+    // contiguous input rows into a buffer, written as contiguous output rows (strides of
+    // a power of two would otherwise map every access to one cache set).
+    out.par_chunks_mut(TILE * r)
+        .enumerate()
+        .for_each(|(band, dst)| {
+            let j0 = band * TILE;
+            let width = dst.len() / r;
+            let mut tile = [[0.0f32; TILE]; TILE];
+            for i0 in (0..r).step_by(TILE) {
+                let height = TILE.min(r - i0);
+                for (ii, row) in tile.iter_mut().enumerate().take(height) {
+                    let start = (i0 + ii) * c + j0;
+                    row[..width].copy_from_slice(&data[start..start + width]);
+                }
+                for jj in 0..width {
+                    let out_row = &mut dst[jj * r + i0..jj * r + i0 + height];
+                    for (ii, o) in out_row.iter_mut().enumerate() {
+                        *o = tile[ii][jj];
+                    }
                 }
             }
-        }
-    }
+        });
     out
 }
 
@@ -185,12 +205,15 @@ mod tests {
 
     #[test]
     fn large_transpose_matches_the_definition() {
-        let (r, c) = (37, 70);
-        let data: Vec<f32> = (0..r * c).map(|v| v as f32).collect();
-        let t = transpose(&data, r, c);
-        for i in 0..r {
-            for j in 0..c {
-                assert_eq!(t[j * r + i], data[i * c + j]);
+        // Neither side a multiple of the tile, single rows and columns, whole tiles.
+        for (r, c) in [(137, 70), (1, 45), (45, 1), (32, 64), (0, 3)] {
+            let data: Vec<f32> = (0..r * c).map(|v| v as f32).collect();
+            let t = transpose(&data, r, c);
+            assert_eq!(t.len(), data.len());
+            for i in 0..r {
+                for j in 0..c {
+                    assert_eq!(t[j * r + i], data[i * c + j], "[{r}, {c}] at ({i}, {j})");
+                }
             }
         }
     }

@@ -5,10 +5,16 @@
 //!
 //! The tensors are then handed to burn-store as lazy snapshots: each is read, converted to
 //! f32 and transformed only when burn applies it, so peak memory stays near one f32 copy
-//! of the model.
+//! of the model. Or, [`Residence::OnDemand`], only the parts outside the blocks are read
+//! now, and each block is read when a forward pass reaches it ([`CheckpointBlocks`]), so
+//! memory holds one block in f32 at a time.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::rc::Rc;
+use std::sync::Arc;
+
+use rayon::prelude::*;
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
@@ -20,7 +26,7 @@ use crate::import::error::ImportErrorKind;
 use crate::import::families::Binding;
 use crate::import::source::TensorSource;
 use crate::import::transform::{self, Op};
-use crate::model::{ModelConfig, Transformer};
+use crate::model::{BlockWeights, ModelConfig, OnDemand, Transformer};
 
 /// Collects dotted names and shapes of float parameters without materialising them
 /// (burn-store's collector reads each value, which would allocate a lazy skeleton).
@@ -206,23 +212,26 @@ fn plan<B: Backend>(
     Ok(planned)
 }
 
-/// A snapshot that reads, converts and transforms its tensor only when burn applies it.
-fn lazy_snapshot(source: &Rc<dyn TensorSource>, p: Planned) -> TensorSnapshot {
-    let Planned {
-        param,
-        tensor,
-        stored,
-        expected,
-        ops,
-    } = p;
-    let source = Rc::clone(source);
-    let read = move || -> Result<TensorData, TensorSnapshotError> {
-        let data = source
-            .read_f32(&tensor)
-            .map_err(|e| TensorSnapshotError::DataError(e.to_string()))?;
-        let (data, shape) = transform::apply(data, stored.clone(), &ops)
-            .map_err(|e| TensorSnapshotError::DataError(format!("tensor `{tensor}`: {e}")))?;
+impl Planned {
+    /// Reads the tensor, converts it to f32 and transforms it into the parameter's shape.
+    fn read(&self, source: &dyn TensorSource) -> Result<TensorData> {
+        let data = source.read_f32(&self.tensor)?;
+        let (data, shape) =
+            transform::apply(data, self.stored.clone(), &self.ops).map_err(|e| {
+                ImportErrorKind::Apply(format!("tensor `{}`: {e}", self.tensor))
+                    .at(source.file_of(&self.tensor))
+            })?;
         Ok(TensorData::new(data, shape))
+    }
+}
+
+/// A snapshot that reads, converts and transforms its tensor only when burn applies it.
+fn lazy_snapshot(source: &Arc<dyn TensorSource>, p: Planned) -> TensorSnapshot {
+    let source = Arc::clone(source);
+    let (param, expected) = (p.param.clone(), p.expected.clone());
+    let read = move || -> Result<TensorData, TensorSnapshotError> {
+        p.read(source.as_ref())
+            .map_err(|e| TensorSnapshotError::DataError(e.to_string()))
     };
     TensorSnapshot::from_closure(
         Rc::new(read),
@@ -234,19 +243,108 @@ fn lazy_snapshot(source: &Rc<dyn TensorSource>, p: Planned) -> TensorSnapshot {
     )
 }
 
+/// Where an imported model's block weights live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Residence {
+    /// Every weight in memory as f32: what gradients of every weight need (`--fisher`),
+    /// and faster for many forward passes (`ablate`, when the model fits).
+    #[default]
+    InMemory,
+    /// Embeddings, final norm and head in memory; each block read from the checkpoint
+    /// (memory-mapped) when a forward pass reaches it, converted to f32 for that block
+    /// only and dropped after: memory holds one block instead of the model.
+    OnDemand,
+}
+
+/// An imported model's blocks, read from its checkpoint one at a time. The plan was
+/// checked when the model was loaded (every parameter found, shapes fit, dtypes
+/// readable), so a read only converts.
+pub struct CheckpointBlocks {
+    source: Arc<dyn TensorSource>,
+    /// Per block, its parameters, named inside the block.
+    layers: Vec<Vec<Planned>>,
+}
+
+impl fmt::Debug for CheckpointBlocks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "CheckpointBlocks({}, {} blocks)",
+            self.source.origin().display(),
+            self.layers.len()
+        )
+    }
+}
+
+impl BlockWeights for CheckpointBlocks {
+    fn read(&self, layer: usize) -> Result<Vec<(Vec<String>, TensorData)>> {
+        let Some(params) = self.layers.get(layer) else {
+            return Err(ImportErrorKind::Apply(format!(
+                "no block {layer} (the model has {})",
+                self.layers.len()
+            ))
+            .at(self.source.origin())
+            .into());
+        };
+        // Tensors of a block converted side by side (bf16 → f32 is bound by memory
+        // bandwidth; both cores are faster than one).
+        params
+            .par_iter()
+            .map(|p| {
+                let path = p.param.split('.').map(str::to_string).collect();
+                Ok((path, p.read(self.source.as_ref())?))
+            })
+            .collect()
+    }
+}
+
+/// `planned` split into the parameters outside the blocks and, per block, its own
+/// (renamed from `blocks.{i}.attn.q.weight` to `attn.q.weight`).
+fn split_blocks(planned: Vec<Planned>, n_layers: usize) -> (Vec<Planned>, Vec<Vec<Planned>>) {
+    let mut outside = Vec::new();
+    let mut layers: Vec<Vec<Planned>> = (0..n_layers).map(|_| Vec::new()).collect();
+    for mut p in planned {
+        let inside = p.param.strip_prefix("blocks.").and_then(|rest| {
+            let (i, name) = rest.split_once('.')?;
+            Some((i.parse::<usize>().ok()?, name.to_string()))
+        });
+        match inside {
+            Some((i, name)) if i < n_layers => {
+                p.param = name;
+                layers[i].push(p);
+            }
+            _ => outside.push(p),
+        }
+    }
+    (outside, layers)
+}
+
 /// A transformer for `cfg` on `device` with every parameter read from `source` through
-/// `bindings`; tensors nobody reads must satisfy `is_ignorable`. `family` names the table
-/// in errors.
+/// `bindings` — all now, or the blocks' on demand ([`Residence`]); tensors nobody reads
+/// must satisfy `is_ignorable`. `family` names the table in errors.
 pub fn load_weights<B: Backend>(
     cfg: &ModelConfig,
     bindings: &[Binding],
-    source: Rc<dyn TensorSource>,
+    source: Arc<dyn TensorSource>,
     is_ignorable: &dyn Fn(&str) -> bool,
     family: &str,
+    residence: Residence,
     device: &B::Device,
 ) -> Result<Transformer<B>> {
     let mut model = Transformer::<B>::skeleton(cfg, device);
     let planned = plan(&model, cfg, bindings, source.as_ref(), is_ignorable, family)?;
+    let planned = match residence {
+        Residence::InMemory => planned,
+        Residence::OnDemand => {
+            let (outside, layers) = split_blocks(planned, cfg.n_layers);
+            model.blocks.clear();
+            model.on_demand = Some(OnDemand(Arc::new(CheckpointBlocks {
+                source: Arc::clone(&source),
+                layers,
+            })));
+            outside
+        }
+    };
     let snapshots = planned
         .into_iter()
         .map(|p| lazy_snapshot(&source, p))

@@ -1,9 +1,16 @@
 //! One transformer block: attention and MLP joined to the residual stream in one of
 //! the layouts of [`BlockKind`].
 
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use burn::module::ParamId;
 use burn::nn::{Dropout, DropoutConfig};
 use burn::prelude::*;
+use burn::store::{ModuleSnapshot, TensorSnapshot, TensorSnapshotError};
 
+use crate::error::{Error, Result};
 use crate::model::attention::{Attention, AttentionContext};
 use crate::model::config::{BlockKind, ModelConfig};
 use crate::model::init::Init;
@@ -34,6 +41,20 @@ pub struct Block<B: Backend> {
     #[module(skip)]
     kind: BlockKind,
 }
+
+/// Blocks' weights kept in storage rather than in memory, handed out one block at a time:
+/// an imported model analyzed layer by layer reads each block from its checkpoint when
+/// the forward pass reaches it (converting bf16/f16/quantized values to f32 for that
+/// block only) and drops it after, so a model larger than its f32 copy can be analyzed.
+pub trait BlockWeights: Send + Sync + std::fmt::Debug {
+    /// Every parameter of block `layer`: its path inside the block (`["attn", "q",
+    /// "weight"]`) and its f32 values in the parameter's shape.
+    fn read(&self, layer: usize) -> Result<Vec<(Vec<String>, TensorData)>>;
+}
+
+/// A model's [`BlockWeights`], shared by its clones (`valid()`, the autodiff wrapper).
+#[derive(Clone, Debug)]
+pub struct OnDemand(pub Arc<dyn BlockWeights>);
 
 /// `norm(x)`, or `x` where the norm is absent.
 fn apply<B: Backend>(norm: &Option<Norm<B>>, x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -67,6 +88,50 @@ impl<B: Backend> Block<B> {
             dropout: DropoutConfig::new(cfg.dropout).init(),
             kind: cfg.block,
         }
+    }
+
+    /// Block `layer` of a model for `cfg` on `device`, filled from `weights`: every
+    /// parameter must be given, with its shape, and nothing else.
+    pub fn read(
+        cfg: &ModelConfig,
+        layer: usize,
+        weights: &dyn BlockWeights,
+        device: &B::Device,
+    ) -> Result<Self> {
+        let mut block = Self::init(cfg, layer, 0.0, 0.0, &mut Init::skeleton(device));
+        let snapshots = weights
+            .read(layer)?
+            .into_iter()
+            .map(|(path, data)| {
+                let (dtype, shape) = (data.dtype, data.shape.clone());
+                // Handed over once, not cloned: burn reads a snapshot once when applying.
+                let cell = RefCell::new(Some(data));
+                let take = move || {
+                    cell.borrow_mut().take().ok_or_else(|| {
+                        TensorSnapshotError::DataError("block weight read twice".into())
+                    })
+                };
+                TensorSnapshot::from_closure(
+                    Rc::new(take),
+                    dtype,
+                    shape,
+                    path,
+                    Vec::new(),
+                    ParamId::new(),
+                )
+            })
+            .collect();
+        let result = block.apply(snapshots, None, None, false);
+        if !result.errors.is_empty() || !result.missing.is_empty() || !result.unused.is_empty() {
+            let missing: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
+            let errors: Vec<String> = result.errors.iter().map(ToString::to_string).collect();
+            return Err(Error::Internal(format!(
+                "block {layer} read from storage: errors {errors:?}, parameters left unfilled \
+                 {missing:?}, weights unused {:?}",
+                result.unused
+            )));
+        }
+        Ok(block)
     }
 
     /// `[B, T, d] → [B, T, d]`; the attention fills `taps` with what it asks for.

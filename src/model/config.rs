@@ -447,9 +447,17 @@ impl ModelConfig {
         self.layer(layer).can_attend(self.is_causal(), i, j)
     }
 
-    /// Checks the switches fit together; `what` names the source (a recipe field or a
-    /// config.json) in the error.
+    /// Checks the switches fit together and the model fits in the available memory;
+    /// `what` names the source (a recipe field or a config.json) in the error.
     pub fn validate(&self, what: &str) -> Result<()> {
+        self.validate_switches(what)?;
+        crate::model::budget::check_fits("this model", crate::model::budget::model_bytes(self))
+            .map_err(|m| Error::config(what, "model", m))
+    }
+
+    /// As [`validate`](Self::validate) without the memory check: for an imported model
+    /// whose blocks are read one at a time, which checks what it holds instead.
+    pub fn validate_switches(&self, what: &str) -> Result<()> {
         let bad = |field: &str, msg: String| Err(Error::config(what, field, msg));
         if self.vocab_size == 0 {
             return bad("vocab_size", "must be positive".into());
@@ -531,8 +539,7 @@ impl ModelConfig {
         if !(self.norm_eps > 0.0 && self.norm_eps < 1.0) {
             return bad("norm_eps", format!("{} is not in (0, 1)", self.norm_eps));
         }
-        crate::model::budget::check_fits("this model", crate::model::budget::model_bytes(self))
-            .map_err(|m| Error::config(what, "model", m))
+        Ok(())
     }
 }
 

@@ -16,6 +16,7 @@ pub mod position;
 pub mod taps;
 pub mod transformer;
 
+pub use block::{Block, BlockWeights, OnDemand};
 pub use config::{
     Arch, BlockKind, LayerOverride, LayerSpec, MlpKind, ModelConfig, NormKind, PositionConfig,
     PositionKind, QkNorm, SoftmaxKind,

@@ -2,12 +2,15 @@
 //! the [`Taps`] it is asked for (attention scores, maps, values, per-head outputs, the
 //! residual stream).
 
+use std::borrow::Cow;
+
 use burn::module::Param;
 use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
 
+use crate::error::{Error, Result};
 use crate::model::attention::AttentionContext;
-use crate::model::block::Block;
+use crate::model::block::{Block, OnDemand};
 use crate::model::config::{LayerSpec, ModelConfig};
 use crate::model::init::Init;
 use crate::model::kernels;
@@ -39,7 +42,7 @@ pub struct Transformer<B: Backend> {
     pub token_type: Option<Embedding<B>>,
     /// Norm applied to the summed embeddings (BERT family).
     pub embed_norm: Option<Norm<B>>,
-    /// The blocks.
+    /// The blocks (empty when they are read [`on_demand`](Self::on_demand)).
     pub blocks: Vec<Block<B>>,
     /// Norm after the last block (pre-norm families).
     pub final_norm: Option<Norm<B>>,
@@ -53,6 +56,11 @@ pub struct Transformer<B: Backend> {
     /// The switches this model was built from.
     #[module(skip)]
     pub config: ModelConfig,
+    /// Where the blocks come from when `blocks` is empty: read from storage one at a
+    /// time as the forward pass reaches them (imported models analyzed layer by layer).
+    /// None: `blocks` holds them, as for training.
+    #[module(skip)]
+    pub on_demand: Option<OnDemand>,
 }
 
 /// Token ids and, for batches of unequal lengths, which positions are padding.
@@ -143,6 +151,26 @@ impl<B: Backend> Transformer<B> {
                 .then(|| init.constant([c.vocab_size], 0.0)),
             dropout: DropoutConfig::new(c.dropout).init(),
             config: c.clone(),
+            on_demand: None,
+        }
+    }
+
+    /// Block `layer`: the one held in `blocks`, or read now from storage (then dropped by
+    /// the caller once the forward pass is past it).
+    pub fn block(&self, layer: usize, device: &B::Device) -> Result<Cow<'_, Block<B>>> {
+        match &self.on_demand {
+            Some(OnDemand(weights)) => Ok(Cow::Owned(Block::read(
+                &self.config,
+                layer,
+                weights.as_ref(),
+                device,
+            )?)),
+            None => self.blocks.get(layer).map(Cow::Borrowed).ok_or_else(|| {
+                Error::Internal(format!(
+                    "the model holds {} blocks, layer {layer} was asked for",
+                    self.blocks.len()
+                ))
+            }),
         }
     }
 
@@ -229,26 +257,39 @@ impl<B: Backend> Transformer<B> {
     }
 
     /// Runs the model, capturing what `opts.taps` asks for.
+    ///
+    /// Panics if the blocks are read [`on_demand`](Self::on_demand) and a read fails
+    /// (code that runs such models calls [`try_forward`](Self::try_forward) or
+    /// [`forward_visit`](Self::forward_visit), which return the error); a model holding
+    /// its blocks cannot fail here.
     pub fn forward(&self, batch: &Batch<B>, opts: &ForwardOptions) -> ForwardOutput<B> {
+        self.try_forward(batch, opts)
+            .unwrap_or_else(|e| panic!("forward pass: {e}"))
+    }
+
+    /// As [`forward`](Self::forward), returning a failed read of a block read on demand.
+    pub fn try_forward(&self, batch: &Batch<B>, opts: &ForwardOptions) -> Result<ForwardOutput<B>> {
         let mut layers = Vec::new();
-        let mut out = self.forward_visit(batch, opts, &mut |_, taps| layers.push(taps));
+        let mut out = self.forward_visit(batch, opts, &mut |_, taps| layers.push(taps))?;
         for taps in layers {
             out.captured.push(taps);
         }
-        out
+        Ok(out)
     }
 
     /// As [`forward`](Self::forward), but each block's attention taps go to `visit` with
     /// the layer index as soon as they exist instead of being collected, so a caller can
     /// analyze and drop them one layer at a time (the per-layer lists of
     /// [`ForwardOutput::captured`] stay empty; the residual stream is collected as
-    /// usual). `visit` is called only when an attention tap was asked for.
+    /// usual). `visit` is called only when an attention tap was asked for. Blocks read
+    /// [`on_demand`](Self::on_demand) are read here, one at a time, and dropped as soon
+    /// as the pass is past them; a failed read is returned.
     pub fn forward_visit(
         &self,
         batch: &Batch<B>,
         opts: &ForwardOptions,
         visit: &mut dyn FnMut(usize, LayerTaps<B>),
-    ) -> ForwardOutput<B> {
+    ) -> Result<ForwardOutput<B>> {
         let device = batch.ids.device();
         let [_, t] = batch.ids.dims();
         let cfg = &self.config;
@@ -291,7 +332,8 @@ impl<B: Backend> Transformer<B> {
         if taps.residuals {
             captured.residuals.push(x.clone());
         }
-        for (layer, block) in self.blocks.iter().enumerate() {
+        for layer in 0..cfg.n_layers {
+            let block = self.block(layer, &device)?;
             let ablation = opts
                 .ablation
                 .as_ref()
@@ -303,6 +345,7 @@ impl<B: Backend> Transformer<B> {
             };
             let mut layer_taps = LayerTaps::new(taps);
             x = block.forward(x, attn_ctx, bias, &mut layer_taps);
+            drop(block);
             if taps.any_attention() {
                 visit(layer, layer_taps);
             }
@@ -314,10 +357,10 @@ impl<B: Backend> Transformer<B> {
             x = n.forward(x);
         }
         captured.final_hidden = taps.residuals.then(|| x.clone());
-        ForwardOutput {
+        Ok(ForwardOutput {
             logits: self.head(x),
             captured,
-        }
+        })
     }
 
     /// Hidden states after the final norm `[B, T, d]` → logits `[B, T, V]`, computed

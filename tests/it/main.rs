@@ -1,6 +1,7 @@
 //! Integration tests, in one binary so burn links once.
 
 mod analyze;
+mod bigload;
 mod cli;
 mod common;
 mod docs;

@@ -393,7 +393,7 @@ fn weights_dir() -> PathBuf {
 }
 
 /// A real checkpoint's path; a clear failure (never a skip) when it was not fetched.
-fn real(rel: &str) -> PathBuf {
+pub(crate) fn real(rel: &str) -> PathBuf {
     let p = weights_dir().join(rel);
     assert!(
         p.exists(),

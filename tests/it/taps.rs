@@ -187,7 +187,9 @@ fn only_the_taps_asked_for_are_kept_and_logits_do_not_change() {
         ))
     };
     let want = Taps::PROBS | Taps::VALUES;
-    let out = m.forward_visit(&input, &ForwardOptions::capture(want), &mut visit);
+    let out = m
+        .forward_visit(&input, &ForwardOptions::capture(want), &mut visit)
+        .unwrap();
     assert!(out.captured.probs.is_empty() && out.captured.values.is_empty());
     assert_eq!(
         seen,
@@ -203,7 +205,8 @@ fn only_the_taps_asked_for_are_kept_and_logits_do_not_change() {
         &input,
         &ForwardOptions::capture(Taps::RESIDUALS),
         &mut visit,
-    );
+    )
+    .unwrap();
     assert!(seen.is_empty());
 }
 

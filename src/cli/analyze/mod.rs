@@ -21,14 +21,16 @@ use crate::analysis::names;
 use crate::analysis::{table, AnalysisConfig, AttentionMaps};
 use crate::cli::texts::TextArgs;
 use crate::eval::{
-    analyze_streaming, finish, fisher_trace, lm_batch, weight_matrices, EvalPlan, Evaluation,
-    LayerMaps, SequenceCapture, Subject,
+    analyze_streaming, finish, fisher_trace, lm_batch, visit_weight_matrices, weight_spectra,
+    EvalPlan, Evaluation, LayerMaps, SequenceCapture, Subject,
 };
 use crate::hooks::tags::LayoutBuilder;
 use crate::hooks::{hparams, registry, run_hooks, Hook, HookInput, SessionRecords};
 use crate::import::tokenizer::Encoded;
+use crate::import::Residence;
 use crate::io::atomic;
 use crate::log::RunLog;
+use crate::model::budget;
 use dump::Dump;
 
 /// The backend `analyze` runs on (Autodiff for `--fisher`'s backward pass).
@@ -54,7 +56,9 @@ pub struct AnalyzeArgs {
     /// [L+1,T,d] (as Hugging Face's output_hidden_states) to this safetensors file.
     #[arg(long)]
     pub dump: Option<PathBuf>,
-    /// Add per-layer empirical Fisher information (one backward pass per text).
+    /// Add per-layer empirical Fisher information (one backward pass per text). Holds the
+    /// model and its gradients in memory (2× its f32 size) instead of reading it block by
+    /// block; refused when that does not fit.
     #[arg(long)]
     pub fisher: bool,
     /// Add WeightWatcher-style spectra of every 2-D weight (slow for large models).
@@ -198,11 +202,15 @@ fn analyze_subject(
     }
     let seqs = &probes.input_ids;
     let inner = subject.model.valid();
-    let weights = if setup.plan.weights {
-        weight_matrices(&inner)?
-    } else {
-        Vec::new()
-    };
+    // Weight spectra a block at a time: for a model whose blocks are read on demand, one
+    // block's weights are in memory at once.
+    let mut spectra = Vec::new();
+    if setup.plan.weights {
+        visit_weight_matrices(&inner, &mut |group| {
+            spectra.extend(weight_spectra(&group, &setup.plan.spectra)?);
+            Ok(())
+        })?;
+    }
     let fisher = if args.fisher && subject.head {
         let cfg = &subject.model.config;
         let batches = seqs
@@ -252,7 +260,8 @@ fn analyze_subject(
     )?;
     let null_mass: Vec<Option<&[f64]>> = streamed.iter().map(|s| s.null_mass.as_deref()).collect();
     let reports = streamed.iter().map(|s| s.report.clone()).collect();
-    let evaluation = finish(step, reports, &null_mass, &weights, fisher, &setup.plan)?;
+    let mut evaluation = finish(step, reports, &null_mass, &[], fisher, &setup.plan)?;
+    evaluation.weights = spectra;
     let first = &streamed[0];
     let t = first.tokens.len();
     let layers = inner.config.n_layers;
@@ -338,6 +347,33 @@ impl AnalysisLog {
     }
 }
 
+/// The subject of `analyze` at `model`. An imported model's blocks are read from the
+/// checkpoint as the forward pass reaches them (memory holds one block in f32, so a bf16
+/// model larger than its f32 copy fits), except with `--fisher` on a model that has its
+/// head: its backward pass needs every weight and its gradient at once, so the model is
+/// then held in memory — refused, naming the sizes, when weights and gradients (2× the
+/// f32 size) exceed the available memory.
+fn load_subject(args: &AnalyzeArgs, model: &str) -> anyhow::Result<Subject<B>> {
+    let device = Default::default();
+    let subject = Subject::<B>::load_with(model, Residence::OnDemand, &device)?;
+    if !(args.fisher && subject.head) || subject.model.on_demand.is_none() {
+        return Ok(subject);
+    }
+    let needed = budget::model_bytes(&subject.model.config).and_then(|b| b.checked_mul(2));
+    budget::check_fits("--fisher (every weight and its gradient in f32)", needed).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: {e}; without --fisher the analysis reads the model block by block",
+            subject.source
+        )
+    })?;
+    drop(subject);
+    Ok(Subject::<B>::load_with(
+        model,
+        Residence::InMemory,
+        &device,
+    )?)
+}
+
 /// Runs the analysis of one model and prints the per-layer summary, or of a series
 /// of checkpoints (`--revisions`, or a folder of step-named checkpoints).
 pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
@@ -345,7 +381,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
         return series::run(args, revisions);
     }
     let setup = Setup::new(args)?;
-    let subject = Subject::<B>::load(&args.model, &Default::default())?;
+    let subject = load_subject(args, &args.model)?;
     if let Some(c) = subject.caveat() {
         eprintln!("note: {c}");
     }

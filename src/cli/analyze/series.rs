@@ -17,9 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::{analyze_subject, AnalysisLog, AnalyzeArgs, Analyzed, Probes, Setup, B};
+use super::{analyze_subject, load_subject, AnalysisLog, AnalyzeArgs, Analyzed, Probes, Setup};
 use crate::analysis::names;
-use crate::eval::Subject;
 use crate::hooks::SessionRecords;
 use crate::import::Revision;
 use crate::io::atomic;
@@ -143,7 +142,7 @@ fn load_and_analyze(
         .location
         .as_ref()
         .map_err(|why| anyhow::anyhow!("{why}"))?;
-    let subject = Subject::<B>::load(&path.to_string_lossy(), &Default::default())?;
+    let subject = load_subject(args, &path.to_string_lossy())?;
     let probes = match probes {
         Some(p) => p,
         None => {

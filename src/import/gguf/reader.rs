@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use crate::import::source::release_pages;
+
 use super::error::{GgufError, GgufErrorKind};
 use super::ggml_type::GgmlType;
 use super::metadata::{Metadata, MetadataValue};
@@ -227,7 +229,8 @@ impl GgufFile {
         Ok(&self.map[start..start + info.n_bytes as usize])
     }
 
-    /// A tensor dequantized to f32, with its row-major shape.
+    /// A tensor dequantized to f32, with its row-major shape. Its mapped pages are
+    /// released after ([`release_pages`]).
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), GgufError> {
         let info = self.tensor_info(name)?;
         let values = dequantize(info.ggml_type, self.tensor_bytes(name)?).ok_or_else(|| {
@@ -236,6 +239,8 @@ impl GgufFile {
                 ggml_type: info.ggml_type,
             })
         })?;
+        let start = (self.data_start + info.offset) as usize;
+        release_pages(&self.map, start, start + info.n_bytes as usize);
         Ok((values, info.shape()))
     }
 
