@@ -181,11 +181,6 @@ fn read_hf_config(dir: &Path) -> Result<FolderConfig> {
     })
 }
 
-/// The sinkscope config of a Hugging Face folder, without reading weights.
-pub fn hf_model_config(dir: &Path) -> Result<ModelConfig> {
-    Ok(read_hf_config(dir)?.cfg)
-}
-
 /// The weights of `source` in a transformer for `cfg` through `table`, with the head
 /// switched off when the checkpoint has none ([`weights::headless_config`]); notes what
 /// was left out. Returns the model, the config it was built with, and whether it has
