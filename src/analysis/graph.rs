@@ -250,8 +250,8 @@ fn null_space(labels: &[usize]) -> Vec<Vec<f64>> {
 /// components) by shift-invert Lanczos; `None` if the factorization or Lanczos fails.
 fn shift_invert_fiedler(adj: &Adjacency, labels: &[usize]) -> Option<(f64, Option<f64>)> {
     let t = adj.t;
-    let inverse = ShiftedInverse::new(t, &adj.degrees(), |i| adj.row(i))?;
     let null = null_space(labels);
+    let inverse = ShiftedInverse::new(t, &adj.degrees(), |i| adj.row(i), &null)?;
     // with two components λ₂ = 0 exactly and λ₃ is the smallest nonzero eigenvalue
     let zeros = null.len() - 1;
     let mu =
