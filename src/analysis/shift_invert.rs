@@ -121,17 +121,20 @@ impl ShiftedInverse {
         ));
         for margin in MARGINS {
             let s = bound * (1.0 - margin);
-            // lower triangle: the part the factorization reads and writes
+            // lower triangle, column by column (W is symmetric: row j lists column j):
+            // the part the factorization reads and writes
             for j in 0..n {
-                let col = a.col_mut(j).try_as_col_major_mut()?.as_slice_mut();
-                for (i, x) in col.iter_mut().enumerate().skip(j) {
-                    *x = alpha * null.iter().map(|u| u[i] * u[j]).sum::<f64>();
+                let col = &mut a.col_mut(j).try_as_col_major_mut()?.as_slice_mut()[j..];
+                col.iter_mut().for_each(|x| *x = 0.0);
+                for u in null {
+                    let c = alpha * u[j];
+                    for (x, &ui) in col.iter_mut().zip(&u[j..]) {
+                        *x += c * ui;
+                    }
                 }
-                col[j] += degrees[j] - s;
-            }
-            for i in 0..n {
-                for (j, w) in rows(i).filter(|&(j, _)| j < i) {
-                    a[(i, j)] -= w;
+                col[0] += degrees[j] - s;
+                for (i, w) in rows(j).filter(|&(i, _)| i > j) {
+                    col[i - j] -= w;
                 }
             }
             let factored = llt::factor::cholesky_in_place(
