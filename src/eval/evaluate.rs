@@ -176,6 +176,9 @@ pub fn analyze_streaming<B: Backend>(
     let batch = batch.max(1);
     type Job = (usize, Vec<(usize, AttentionMaps, ValueNorms)>);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
+    // one message per analyzed layer, so that a batch's last layer is analyzed before
+    // the forward pass copies out its residual streams (the two peaks do not add up)
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
         let worker = scope.spawn(move || {
             let mut done: Vec<Vec<Option<(LayerReport, bool)>>> =
@@ -193,11 +196,14 @@ pub fn analyze_streaming<B: Backend>(
                 for (seq, r, detected) in reports {
                     done[seq][l] = Some((r, detected));
                 }
+                // the receiver waits only at a batch's last layer
+                let _ = ack_tx.send(());
             }
             done
         });
         let mut states = Vec::with_capacity(sequences.len());
         let mut null_mass: Vec<Vec<f64>> = vec![Vec::new(); sequences.len()];
+        let (mut sent, mut acked) = (0usize, 0usize);
         for (c, chunk) in sequences.chunks(batch).enumerate() {
             let first = c * batch;
             let st = capture_layers(model, chunk, pad_id, residuals, device, &mut |l, caps| {
@@ -212,7 +218,17 @@ pub fn analyze_streaming<B: Backend>(
                     job.push((first + b, cap.maps, cap.values));
                 }
                 tx.send((l, job))
-                    .map_err(|_| Error::Internal("the analysis thread stopped".into()))
+                    .map_err(|_| Error::Internal("the analysis thread stopped".into()))?;
+                sent += 1;
+                if l + 1 == layers {
+                    while acked < sent {
+                        ack_rx
+                            .recv()
+                            .map_err(|_| Error::Internal("the analysis thread stopped".into()))?;
+                        acked += 1;
+                    }
+                }
+                Ok(())
             });
             match st {
                 Ok(st) => states.extend(st),
