@@ -413,7 +413,7 @@ pub(crate) mod tests {
     fn lanczos_fiedler_values_match_the_dense_decomposition() {
         // METRICS.md: from ITERATIVE_FROM tokens on, λ₂ and λ₃ − λ₂ agree with the dense
         // decomposition within 1e-8 · ‖L‖ (Lanczos' residual tolerance is 1e-10 · ‖L‖)
-        let mut checked = 0;
+        let (mut checked, mut dense_shifts) = (0, 0);
         for (t, seed) in [(ITERATIVE_FROM, 1), (300, 2), (520, 3)] {
             let mean = attention_like(t, seed);
             let graphs = [0.001, 0.005, 0.02].map(|tau| {
@@ -435,6 +435,19 @@ pub(crate) mod tests {
                     "t {t}: the iterative path fell back to the dense one"
                 );
                 let (want2, want_gap) = (eig[1].max(0.0), (eig[2] - eig[1].max(0.0)).max(0.0));
+                // the dense factorizations' shift lies below λ₂ and, on these clustered
+                // spectra, within 10 % of it (else the products would be the hundreds of
+                // a shift near 0)
+                let null = null_space(&adj.component_labels().0);
+                let inv = ShiftedInverse::new(t, &adj.degrees(), |i| adj.row(i), &null).unwrap();
+                if inv.sigma < 0.0 {
+                    dense_shifts += 1;
+                    assert!(
+                        -inv.sigma < want2 && -inv.sigma > 0.9 * want2,
+                        "t {t}: {}",
+                        inv.sigma
+                    );
+                }
                 let tol = 1e-8 * norm;
                 assert!(
                     (l2.unwrap() - want2).abs() <= tol,
@@ -449,6 +462,10 @@ pub(crate) mod tests {
         assert!(
             checked >= 8,
             "only {checked} graphs reached the iterative path"
+        );
+        assert!(
+            dense_shifts >= 3,
+            "only {dense_shifts} dense shifted factorizations"
         );
     }
 
