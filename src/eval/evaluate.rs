@@ -153,7 +153,9 @@ const IN_FLIGHT: usize = 0;
 /// as the forward pass has produced them, on another thread while the forward pass goes
 /// on with the next layers; a layer's maps are dropped once `on_layer` has seen them
 /// (`analyze --dump` writes them out there) and the analysis is done with them, so the
-/// memory of maps is a few layers' instead of the whole model's.
+/// memory of maps is a few layers' instead of the whole model's. A batch's last layer is
+/// analyzed before the forward pass goes on to copy out the residual streams, so that
+/// those copies and that layer's analysis do not meet at the peak.
 ///
 /// The numbers are those of [`capture`](super::capture) followed by [`evaluate`], except
 /// that causality is detected per layer (a model's layers agree).
