@@ -11,7 +11,7 @@ use faer::Par;
 use serde::Serialize;
 
 use super::lanczos::{self, End};
-use super::linalg::{eigenvalue_moduli, singular_values, to_mat};
+use super::linalg::{dot, eigenvalue_moduli, singular_values, to_mat};
 
 /// Aspect ratio γ of the Marchenko–Pastur density the notebook compares with (its square
 /// matrices would give γ = 1, a singular density; it uses 0.99).
@@ -179,25 +179,6 @@ pub fn top_singular_values<T: Copy + Into<f64>>(
     Some(eig.iter().map(|&l| l.max(0.0).sqrt()).collect())
 }
 
-/// a · x in f64 with eight partial sums: a single running sum is a chain of dependent
-/// additions the compiler may not reorder, so it neither vectorizes nor pipelines.
-fn dot<T: Copy + Into<f64>>(a: &[T], x: &[f64]) -> f64 {
-    const LANES: usize = 8;
-    let mut acc = [0.0f64; LANES];
-    let (a8, a_rest) = a.split_at(a.len() - a.len() % LANES);
-    for (ac, xc) in a8.chunks_exact(LANES).zip(x.chunks_exact(LANES)) {
-        for l in 0..LANES {
-            acc[l] += ac[l].into() * xc[l];
-        }
-    }
-    let rest: f64 = a_rest
-        .iter()
-        .zip(&x[a8.len()..])
-        .map(|(&r, xj)| r.into() * xj)
-        .sum();
-    acc.iter().sum::<f64>() + rest
-}
-
 /// Σσ² / σ₁² (0 for a zero matrix).
 fn stable_rank_of(frobenius2: f64, s0: f64) -> f64 {
     if s0 > 0.0 {
@@ -269,17 +250,6 @@ pub fn matrix_spectrum<T: Copy + Into<f64>>(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn blocked_dot_equals_the_plain_sum() {
-        // every remainder length around the 8 partial sums, on rows shorter than x
-        let x: Vec<f64> = (0..40).map(|i| (i as f64 * 0.37).sin()).collect();
-        for n in 0..=33 {
-            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
-            let plain: f64 = a.iter().zip(&x).map(|(&r, xj)| f64::from(r) * xj).sum();
-            assert!((dot(&a, &x) - plain).abs() < 1e-12, "n = {n}");
-        }
-    }
 
     #[test]
     fn causal_map_by_hand() {

@@ -16,7 +16,7 @@
 
 use faer::Par;
 
-use super::linalg::symmetric_eigen;
+use super::linalg::{dot, symmetric_eigen};
 
 /// Which end of the spectrum is wanted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,10 +50,6 @@ fn start_vector(n: usize, seed: u64) -> Vec<f64> {
             (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
         })
         .collect()
-}
-
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
 fn axpy(y: &mut [f64], a: f64, x: &[f64]) {
@@ -100,15 +96,19 @@ struct Operator<F> {
 
 /// One thick-restart Lanczos run from the start vector of `seed`, in the complement of
 /// `locked`: the `k` converged Ritz pairs nearest `end`, or every Ritz pair when the
-/// Krylov space became invariant first (then fewer than `k` may come back). `None` when
-/// the complement is empty, the product budget ran out, or a projected decomposition
-/// failed.
+/// Krylov space became invariant first (then fewer than `k` may come back). With a
+/// `bound`, the run also stops, returning no pair, as soon as the Ritz value nearest the
+/// end is shown to lie beyond the bound: it and its residual r put an eigenvalue in
+/// [θ − r, θ + r], all of it further from the end than `bound` (a search for a missed
+/// value needs that, not 1e-10 accuracy). `None` when the complement is empty, the
+/// product budget ran out, or a projected decomposition failed.
 fn run<F: FnMut(&[f64], &mut [f64])>(
     op: &mut Operator<F>,
     k: usize,
     end: End,
     locked: &[Vec<f64>],
     seed: u64,
+    bound: Option<f64>,
 ) -> Option<Found> {
     let n = op.n;
     let room = n.checked_sub(locked.len()).filter(|&r| r > 0)?;
@@ -166,6 +166,17 @@ fn run<F: FnMut(&[f64], &mut [f64])>(
             && order[..k]
                 .iter()
                 .all(|&i| beta * s[(m - 1, i)].abs() <= TOLERANCE * scale);
+        let beyond = bound.is_some_and(|b| {
+            let r = beta * s[(m - 1, order[0])].abs();
+            !nearer(end, theta[order[0]] - end_sign(end) * r, b)
+        });
+        if beyond && !exhausted {
+            return Some(Found {
+                values: Vec::new(),
+                vectors: Vec::new(),
+                scale,
+            });
+        }
         if exhausted || converged {
             return Some(Found {
                 values: order[..take].iter().map(|&i| theta[i]).collect(),
@@ -223,10 +234,6 @@ pub fn extreme_eigenvalues(
         products: 0,
         max_products,
     };
-    let nearer = |a: f64, b: f64| match end {
-        End::Smallest => a < b,
-        End::Largest => a > b,
-    };
     let mut locked = deflate.to_vec();
     let mut values: Vec<f64> = Vec::new();
     let mut scale = 0.0f64;
@@ -236,20 +243,18 @@ pub fn extreme_eigenvalues(
         } else {
             1
         };
-        let Some(found) = run(&mut op, want, end, &locked, seed) else {
+        // once k values are known, a run only has to tell whether a value nearer the
+        // end than the k-th was missed
+        let bound = (values.len() >= k).then(|| values[k - 1] - end_sign(end) * TOLERANCE * scale);
+        let Some(found) = run(&mut op, want, end, &locked, seed, bound) else {
             if op.products >= op.max_products {
                 tracing::debug!(n, k, "Lanczos did not converge; dense fallback");
             }
             return None;
         };
         scale = scale.max(found.scale);
-        if values.len() >= k {
-            let kth = values[k - 1];
-            if !found
-                .values
-                .iter()
-                .any(|&v| nearer(v, kth - end_sign(end) * TOLERANCE * scale))
-            {
+        if let Some(b) = bound {
+            if !found.values.iter().any(|&v| nearer(end, v, b)) {
                 break;
             }
         }
@@ -264,6 +269,14 @@ pub fn extreme_eigenvalues(
         }
     }
     (values.len() >= k).then(|| values[..k].to_vec())
+}
+
+/// `a` is nearer the `end` of the spectrum than `b`.
+fn nearer(end: End, a: f64, b: f64) -> bool {
+    match end {
+        End::Smallest => a < b,
+        End::Largest => a > b,
+    }
 }
 
 /// +1 for the smallest end, −1 for the largest: the direction away from the end.

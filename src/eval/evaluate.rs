@@ -149,7 +149,9 @@ const IN_FLIGHT: usize = 0;
 /// as the forward pass has produced them, on another thread while the forward pass goes
 /// on with the next layers; a layer's maps are dropped once `on_layer` has seen them
 /// (`analyze --dump` writes them out there) and the analysis is done with them, so the
-/// memory of maps is a few layers' instead of the whole model's.
+/// memory of maps is a few layers' instead of the whole model's. A batch's last layer is
+/// analyzed before the forward pass goes on to copy out the residual streams, so that
+/// those copies and that layer's analysis do not meet at the peak.
 ///
 /// The numbers are those of [`capture`](super::capture) followed by [`evaluate`], except
 /// that causality is detected per layer (a model's layers agree).
@@ -172,6 +174,9 @@ pub fn analyze_streaming<B: Backend>(
     let batch = batch.max(1);
     type Job = (usize, Vec<(usize, AttentionMaps, ValueNorms)>);
     let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(IN_FLIGHT);
+    // one message per analyzed layer, so that a batch's last layer is analyzed before
+    // the forward pass copies out its residual streams (the two peaks do not add up)
+    let (ack_tx, ack_rx) = std::sync::mpsc::channel::<()>();
     std::thread::scope(|scope| {
         let worker = scope.spawn(move || {
             let mut done: Vec<Vec<Option<(LayerReport, bool)>>> =
@@ -189,11 +194,14 @@ pub fn analyze_streaming<B: Backend>(
                 for (seq, r, detected) in reports {
                     done[seq][l] = Some((r, detected));
                 }
+                // the receiver waits only at a batch's last layer
+                let _ = ack_tx.send(());
             }
             done
         });
         let mut states = Vec::with_capacity(sequences.len());
         let mut null_mass: Vec<Vec<f64>> = vec![Vec::new(); sequences.len()];
+        let (mut sent, mut acked) = (0usize, 0usize);
         for (c, chunk) in sequences.chunks(batch).enumerate() {
             let first = c * batch;
             let st = capture_layers(model, chunk, pad_id, residuals, device, &mut |l, caps| {
@@ -208,7 +216,17 @@ pub fn analyze_streaming<B: Backend>(
                     job.push((first + b, cap.maps, cap.values));
                 }
                 tx.send((l, job))
-                    .map_err(|_| Error::Internal("the analysis thread stopped".into()))
+                    .map_err(|_| Error::Internal("the analysis thread stopped".into()))?;
+                sent += 1;
+                if l + 1 == layers {
+                    while acked < sent {
+                        ack_rx
+                            .recv()
+                            .map_err(|_| Error::Internal("the analysis thread stopped".into()))?;
+                        acked += 1;
+                    }
+                }
+                Ok(())
             });
             match st {
                 Ok(st) => states.extend(st),
