@@ -12,11 +12,11 @@ use sinkscope::train::recipe::{DataConfig, TrainConfig};
 use sinkscope::train::trainer::{adamw, optimizer_step};
 
 /// The training backend of `sinkscope train` on a CPU.
-pub type B = Autodiff<Flex>;
+pub(crate) type B = Autodiff<Flex>;
 
 /// The benchmark decoders: byte vocabulary, d_ff = 4d, the crate's defaults
 /// otherwise (pre-LN, LayerNorm, GELU, RoPE, tied embeddings, no biases).
-pub fn model(d: usize, layers: usize, heads: usize, t: usize) -> ModelConfig {
+pub(crate) fn model(d: usize, layers: usize, heads: usize, t: usize) -> ModelConfig {
     ModelConfig {
         vocab_size: bytes::VOCAB_SIZE,
         d_model: d,
@@ -29,7 +29,7 @@ pub fn model(d: usize, layers: usize, heads: usize, t: usize) -> ModelConfig {
 }
 
 /// The bundled corpus in windows of `t` tokens.
-pub fn corpus(t: usize) -> Corpus {
+pub(crate) fn corpus(t: usize) -> Corpus {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let data = DataConfig {
         train: root.join("datasets/kjv/train.txt.gz"),
@@ -42,7 +42,7 @@ pub fn corpus(t: usize) -> Corpus {
 }
 
 /// A model, its optimiser and its data, stepped one full optimiser step at a time.
-pub struct Trainer {
+pub(crate) struct Trainer {
     model: Option<Transformer<B>>,
     optim: OptimizerAdaptor<FusedAdamW, Transformer<B>, B>,
     data: Corpus,
@@ -52,7 +52,7 @@ pub struct Trainer {
 
 impl Trainer {
     /// The benchmark model `cfg` (seed 1) with batches of `batch` windows.
-    pub fn new(cfg: &ModelConfig, batch: usize) -> Self {
+    pub(crate) fn new(cfg: &ModelConfig, batch: usize) -> Self {
         // As the `sinkscope` binary does at start-up.
         sinkscope::model::kernels::retain_freed_memory();
         Self {
@@ -65,7 +65,7 @@ impl Trainer {
     }
 
     /// One step: forward, loss, backward, global clipping at 1.0, AdamW at 1e-3.
-    pub fn step(&mut self) -> f32 {
+    pub(crate) fn step(&mut self) -> f32 {
         self.step += 1;
         let dev = Default::default();
         let hb = self.data.train_batch(1, self.step, self.batch);

@@ -262,7 +262,7 @@ mod tokens_or_all {
     use serde::{Deserialize, Deserializer, Serializer};
 
     /// `None` as `"all"`, a count as itself.
-    pub fn serialize<S: Serializer>(v: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(v: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
         match v {
             Some(n) => s.serialize_u64(*n as u64),
             None => s.serialize_str("all"),
@@ -270,7 +270,7 @@ mod tokens_or_all {
     }
 
     /// A non-negative integer or the string `"all"`.
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {

@@ -167,7 +167,7 @@ pub fn analyze_streaming<B: Backend>(
     residuals: bool,
     cfg: &AnalysisConfig,
     device: &B::Device,
-    on_layer: &mut dyn FnMut(LayerMaps) -> Result<()>,
+    on_layer: &mut dyn FnMut(LayerMaps<'_>) -> Result<()>,
 ) -> Result<Vec<StreamedSequence>> {
     let layers = model.config.n_layers;
     let heads = model.config.n_heads;

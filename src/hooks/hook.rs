@@ -55,7 +55,7 @@ pub struct HookOutput {
 }
 
 /// Runs every hook on one evaluation, recording which hook logged which scalars.
-pub fn run_hooks(hooks: &[Box<dyn Hook>], input: &HookInput) -> HookOutput {
+pub fn run_hooks(hooks: &[Box<dyn Hook>], input: &HookInput<'_>) -> HookOutput {
     let mut out = HookOutput::default();
     for hook in hooks {
         hook.run(input, &mut out);
@@ -95,7 +95,7 @@ pub trait Hook: Send + Sync {
     /// Switches on the analysis it reads.
     fn plan(&self, _plan: &mut EvalPlan) {}
     /// Its log entries for one evaluation.
-    fn run(&self, input: &HookInput, out: &mut HookOutput);
+    fn run(&self, input: &HookInput<'_>, out: &mut HookOutput);
 }
 
 /// A hook that logs the scalars of some tag families.
@@ -106,7 +106,7 @@ struct Metrics {
     needs: Needs,
     plan: fn(&mut EvalPlan),
     /// Scalars the hook derives itself, beyond the evaluation's.
-    extra: fn(&HookInput, &mut HookOutput),
+    extra: fn(&HookInput<'_>, &mut HookOutput),
 }
 
 impl Hook for Metrics {
@@ -125,7 +125,7 @@ impl Hook for Metrics {
     fn plan(&self, plan: &mut EvalPlan) {
         (self.plan)(plan)
     }
-    fn run(&self, input: &HookInput, out: &mut HookOutput) {
+    fn run(&self, input: &HookInput<'_>, out: &mut HookOutput) {
         out.scalars.extend(
             input
                 .evaluation
@@ -137,9 +137,9 @@ impl Hook for Metrics {
     }
 }
 
-fn no_extra(_: &HookInput, _: &mut HookOutput) {}
+fn no_extra(_: &HookInput<'_>, _: &mut HookOutput) {}
 
-fn frame_type(input: &HookInput, out: &mut HookOutput) {
+fn frame_type(input: &HookInput<'_>, out: &mut HookOutput) {
     let frame = input.evaluation.summary.frame.frame_type;
     out.scalars
         .push((names::FRAME_TYPE.into(), frame_code(frame)));
@@ -158,7 +158,7 @@ impl Hook for Heatmaps {
     fn tags(&self) -> &'static [&'static str] {
         &[family::ATTENTION]
     }
-    fn run(&self, input: &HookInput, out: &mut HookOutput) {
+    fn run(&self, input: &HookInput<'_>, out: &mut HookOutput) {
         let Some(seq) = input.probe.first() else {
             return;
         };
@@ -191,7 +191,7 @@ impl Hook for Diagrams {
         plan.analysis.topology.enabled = true;
         plan.analysis.topology.keep_diagrams = true;
     }
-    fn run(&self, input: &HookInput, out: &mut HookOutput) {
+    fn run(&self, input: &HookInput<'_>, out: &mut HookOutput) {
         let Some(report) = input.evaluation.reports.first() else {
             return;
         };
@@ -239,7 +239,7 @@ impl Hook for WeightSpectra {
     fn plan(&self, plan: &mut EvalPlan) {
         plan.weights = true;
     }
-    fn run(&self, input: &HookInput, out: &mut HookOutput) {
+    fn run(&self, input: &HookInput<'_>, out: &mut HookOutput) {
         out.scalars.extend(
             input
                 .evaluation

@@ -357,10 +357,10 @@ pub fn open_tensors(path: &Path) -> Result<Box<dyn TensorSource>> {
             if path.to_string_lossy().ends_with(pytorch::INDEX_FILE) {
                 Box::new(pytorch::PytorchSource::open_index(path)?)
             } else {
-                Box::new(self::safetensors::SafetensorsSource::open_index(path)?)
+                Box::new(safetensors::SafetensorsSource::open_index(path)?)
             }
         } else {
-            Box::new(self::safetensors::SafetensorsSource::open_file(path)?)
+            Box::new(safetensors::SafetensorsSource::open_file(path)?)
         });
     }
     match resolve(&path.to_string_lossy()) {

@@ -209,7 +209,7 @@ mod tests {
 
     const STARTS: [u64; 3] = [0, 21, 37];
 
-    fn records(pieces: &[Piece]) -> Vec<(u64, Vec<u8>)> {
+    fn records(pieces: &[Piece<'_>]) -> Vec<(u64, Vec<u8>)> {
         pieces
             .iter()
             .filter_map(|p| match p {

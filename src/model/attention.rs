@@ -83,9 +83,9 @@ fn add_bias<B: Backend>(scores: Tensor<B, 4>, bias: Tensor<B, 4>) -> Tensor<B, 4
 
 impl<B: Backend> Attention<B> {
     /// Fresh attention; `out_std` for the output projection.
-    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
+    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<'_, B>) -> Self {
         let (h, kv, dh) = (cfg.n_heads, cfg.kv_heads(), cfg.head_dim());
-        let qk_norm = |heads: usize, init: &mut Init<B>| {
+        let qk_norm = |heads: usize, init: &mut Init<'_, B>| {
             let width = match cfg.qk_norm {
                 QkNorm::None => return None,
                 QkNorm::PerHead => dh,

@@ -72,9 +72,9 @@ impl<B: Backend> Block<B> {
         layer: usize,
         std: f64,
         out_std: f64,
-        init: &mut Init<B>,
+        init: &mut Init<'_, B>,
     ) -> Self {
-        let norm = |init: &mut Init<B>| {
+        let norm = |init: &mut Init<'_, B>| {
             Norm::with_bias(cfg.norm, cfg.d_model, cfg.norm_eps, cfg.norm_bias, init)
         };
         let sandwich = cfg.block == BlockKind::Sandwich;

@@ -35,7 +35,7 @@ pub fn activate<B: Backend, const D: usize>(kind: MlpKind, x: Tensor<B, D>) -> T
 
 impl<B: Backend> Mlp<B> {
     /// Fresh MLP; `out_std` for the projection back into the residual stream.
-    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<B>) -> Self {
+    pub fn init(cfg: &ModelConfig, std: f64, out_std: f64, init: &mut Init<'_, B>) -> Self {
         Self {
             up: init.linear(cfg.d_model, cfg.d_ff, cfg.mlp_bias, std),
             gate: cfg

@@ -30,13 +30,19 @@ pub struct Norm<B: Backend> {
 
 impl<B: Backend> Norm<B> {
     /// Identity-initialised norm of width `d` (a LayerNorm with a bias).
-    pub fn new(kind: NormKind, d: usize, eps: f64, init: &mut Init<B>) -> Self {
+    pub fn new(kind: NormKind, d: usize, eps: f64, init: &mut Init<'_, B>) -> Self {
         Self::with_bias(kind, d, eps, true, init)
     }
 
     /// Identity-initialised norm of width `d`; a LayerNorm has a bias only if `bias`
     /// (ModernBERT's are bias-free).
-    pub fn with_bias(kind: NormKind, d: usize, eps: f64, bias: bool, init: &mut Init<B>) -> Self {
+    pub fn with_bias(
+        kind: NormKind,
+        d: usize,
+        eps: f64,
+        bias: bool,
+        init: &mut Init<'_, B>,
+    ) -> Self {
         Self {
             weight: init.constant([d], 1.0),
             bias: (bias && kind == NormKind::Layer).then(|| init.constant([d], 0.0)),

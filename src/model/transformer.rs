@@ -125,12 +125,13 @@ impl<B: Backend> Transformer<B> {
         Self::build(config, &mut Init::skeleton(device))
     }
 
-    fn build(config: &ModelConfig, init: &mut Init<B>) -> Self {
+    fn build(config: &ModelConfig, init: &mut Init<'_, B>) -> Self {
         let c = config;
         let std = INIT_STD;
         let out_std = std / (2.0 * c.n_layers as f64).sqrt();
-        let norm =
-            |init: &mut Init<B>| Norm::with_bias(c.norm, c.d_model, c.norm_eps, c.norm_bias, init);
+        let norm = |init: &mut Init<'_, B>| {
+            Norm::with_bias(c.norm, c.d_model, c.norm_eps, c.norm_bias, init)
+        };
         Self {
             embed: init.embedding(c.vocab_size, c.d_model, std),
             position: PositionEmbedding::init(c, std, init),

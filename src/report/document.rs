@@ -428,7 +428,7 @@ impl Builder {
         );
         let layers = runs.iter().map(RunData::num_layers).max().unwrap_or(0);
         let names: Vec<String> = runs.iter().map(|r| r.name.clone()).collect();
-        let finals: Vec<Final> = runs.iter().map(Final::of).collect();
+        let finals: Vec<Final<'_>> = runs.iter().map(Final::of).collect();
         let tags = Tags::new();
         let panel = |caption: &str, y: &str, prefix: &str| BarPanel {
             caption: caption.into(),

@@ -77,7 +77,7 @@ fn entry(label: impl Into<String>, color: RGBColor, mark: Mark) -> LegendEntry {
 }
 
 /// Draws into a `size` SVG, returning its text.
-fn render(size: (u32, u32), what: &str, draw: impl FnOnce(&Area) -> Drawn) -> Result<String> {
+fn render(size: (u32, u32), what: &str, draw: impl FnOnce(&Area<'_>) -> Drawn) -> Result<String> {
     let fail = |e: &dyn std::fmt::Display| Error::Other(format!("cannot draw {what}: {e}"));
     let mut svg = String::new();
     {
@@ -146,7 +146,7 @@ fn legend_height(entries: &[LegendEntry], width: u32) -> u32 {
 }
 
 /// Draws the legend strip: centred rows of mark + label.
-fn draw_legend(area: &Area, entries: &[LegendEntry]) -> Drawn {
+fn draw_legend(area: &Area<'_>, entries: &[LegendEntry]) -> Drawn {
     let (width, _) = area.dim_in_pixel();
     let (places, rows) = legend_layout(entries, width as i32);
     let style = (FONT, LEGEND_FONT)
@@ -347,7 +347,7 @@ pub fn sink_curves(title: &str, runs: &[SinkCurves], baseline: Option<f64>) -> R
 }
 
 fn step_panel(
-    area: &Area,
+    area: &Area<'_>,
     caption: &str,
     y_desc: &str,
     y: Range<f64>,
@@ -416,7 +416,7 @@ pub fn layer_bars(title: &str, runs: &[String], panels: &[BarPanel]) -> Result<S
     })
 }
 
-fn bar_panel(area: &Area, panel: &BarPanel) -> Drawn {
+fn bar_panel(area: &Area<'_>, panel: &BarPanel) -> Drawn {
     let layers = panel.values.iter().map(Vec::len).max().unwrap_or(0).max(1);
     let runs = panel.values.len().max(1);
     let max = panel
@@ -625,7 +625,7 @@ fn nice_step(n: usize) -> usize {
     }
 }
 
-fn colour_bar(area: &Area, vmax: f64) -> Drawn {
+fn colour_bar(area: &Area<'_>, vmax: f64) -> Drawn {
     let mut chart = ChartBuilder::on(area)
         .margin_top(14)
         .margin_bottom(58)

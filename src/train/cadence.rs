@@ -26,7 +26,7 @@ fn every(every: usize, step: usize) -> bool {
 
 impl Cadence {
     /// The schedule `t` configures.
-    pub fn of(t: &TrainConfig) -> Self {
+    pub(super) fn of(t: &TrainConfig) -> Self {
         Self {
             steps: t.steps,
             log_every: t.log_every,
@@ -37,28 +37,28 @@ impl Cadence {
     }
 
     /// A log line after `step`.
-    pub fn logs(&self, step: usize) -> bool {
+    pub(super) fn logs(&self, step: usize) -> bool {
         every(self.log_every, step)
     }
 
     /// A held-out evaluation after `step`.
-    pub fn evaluates(&self, step: usize) -> bool {
+    pub(super) fn evaluates(&self, step: usize) -> bool {
         every(self.eval_every, step) || step == self.steps
     }
 
     /// A checkpoint after `step`.
-    pub fn checkpoints(&self, step: usize) -> bool {
+    pub(super) fn checkpoints(&self, step: usize) -> bool {
         every(self.checkpoint_every, step) || step == self.steps
     }
 
     /// A halt after `step` (never at the last step, which ends the run anyway).
-    pub fn halts_after(&self, step: usize) -> bool {
+    pub(super) fn halts_after(&self, step: usize) -> bool {
         self.halt_after == Some(step) && step != self.steps
     }
 
     /// The step a session that began at `start` ended at: where it halted, else
     /// the last step (or `start`, when the run was already complete).
-    pub fn final_step(&self, start: usize, halted_at: Option<usize>) -> usize {
+    pub(super) fn final_step(&self, start: usize, halted_at: Option<usize>) -> usize {
         halted_at.unwrap_or(self.steps.max(start))
     }
 }

@@ -52,7 +52,7 @@ pub(crate) struct Session<'a, B: AutodiffBackend> {
 impl<'a, B: AutodiffBackend> Session<'a, B> {
     /// Starts or resumes (see [`start_or_resume`]), then calls `on_start`; returns
     /// the model to train and the session.
-    pub fn start(
+    pub(super) fn start(
         recipe: &'a Recipe,
         cfg: ModelConfig,
         corpus: Corpus,
@@ -95,13 +95,13 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
     }
 
     /// The steps this session runs (empty when the run is already complete).
-    pub fn steps(&self) -> std::ops::RangeInclusive<usize> {
+    pub(super) fn steps(&self) -> std::ops::RangeInclusive<usize> {
         self.start + 1..=self.cadence.steps
     }
 
     /// Optimiser step `step`, then progress and `on_step`. A non-finite loss stops
     /// the run: `on_finish` at the step before, then [`Error::Diverged`].
-    pub fn step(
+    pub(super) fn step(
         &mut self,
         model: Transformer<B>,
         step: usize,
@@ -168,7 +168,7 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
     }
 
     /// The held-out loss after `step` when one is due, then `on_eval`.
-    pub fn evaluate_if_due(
+    pub(super) fn evaluate_if_due(
         &mut self,
         model: &Transformer<B>,
         step: usize,
@@ -193,7 +193,7 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
 
     /// A checkpoint after `step` when one is due: `before_checkpoint`, the atomic
     /// save, pruning to `train.keep_checkpoints`, then `on_checkpoint`.
-    pub fn checkpoint_if_due(
+    pub(super) fn checkpoint_if_due(
         &mut self,
         model: &Transformer<B>,
         step: usize,
@@ -235,13 +235,13 @@ impl<'a, B: AutodiffBackend> Session<'a, B> {
     }
 
     /// Whether the run stops after `step` as `train.halt_after` asks.
-    pub fn halts_after(&self, step: usize) -> bool {
+    pub(super) fn halts_after(&self, step: usize) -> bool {
         self.cadence.halts_after(step)
     }
 
     /// Clears the progress display, calls `on_finish` and reports the outcome;
     /// `halted_at` is the step of a halt.
-    pub fn finish(
+    pub(super) fn finish(
         self,
         halted_at: Option<usize>,
         events: &mut dyn TrainEvents<B>,

@@ -15,7 +15,7 @@ use sinkscope::train::train;
 
 use crate::common::{root, sinkscope, tiny_model, tiny_recipe};
 
-fn f32s(view: &safetensors::tensor::TensorView) -> Vec<f32> {
+fn f32s(view: &safetensors::tensor::TensorView<'_>) -> Vec<f32> {
     view.data()
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes(b.try_into().unwrap()))

@@ -8,13 +8,13 @@ use sinkscope::model::{ModelConfig, PositionKind};
 use sinkscope::train::recipe::{DataConfig, Recipe, TrainConfig};
 
 /// The repository root.
-pub fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// Runs the binary from the repository root with `env` set, checks that it did not
 /// panic, and returns its exit code, stdout and stderr.
-pub fn sinkscope_with<K, V>(args: &[&str], env: &[(K, V)]) -> (i32, String, String)
+pub(crate) fn sinkscope_with<K, V>(args: &[&str], env: &[(K, V)]) -> (i32, String, String)
 where
     K: AsRef<OsStr>,
     V: AsRef<OsStr>,
@@ -40,12 +40,12 @@ where
 }
 
 /// [`sinkscope_with`] without extra environment.
-pub fn sinkscope(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn sinkscope(args: &[&str]) -> (i32, String, String) {
     sinkscope_with::<&str, &str>(args, &[])
 }
 
 /// A tiny decoder config with the given position encoding.
-pub fn tiny_model(kind: PositionKind) -> ModelConfig {
+pub(crate) fn tiny_model(kind: PositionKind) -> ModelConfig {
     let mut m = ModelConfig {
         vocab_size: 259,
         d_model: 32,
@@ -60,7 +60,7 @@ pub fn tiny_model(kind: PositionKind) -> ModelConfig {
 }
 
 /// A recipe training `model` briefly on the bundled corpus.
-pub fn tiny_recipe(model: ModelConfig, steps: usize) -> Recipe {
+pub(crate) fn tiny_recipe(model: ModelConfig, steps: usize) -> Recipe {
     Recipe {
         name: "test".into(),
         seed: 7,

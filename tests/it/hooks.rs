@@ -144,7 +144,7 @@ impl Hook for Slow {
     fn about(&self) -> &'static str {
         "sleeps"
     }
-    fn run(&self, _: &HookInput, out: &mut HookOutput) {
+    fn run(&self, _: &HookInput<'_>, out: &mut HookOutput) {
         std::thread::sleep(Duration::from_millis(150));
         out.scalars.push(("slow/done".into(), 1.0));
     }

@@ -14,7 +14,7 @@ use burn::prelude::*;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use sinkscope::import::{
-    self, load, load_from, read_text_file, resolve_in, ImportError, ImportErrorKind, Imported,
+    load, load_from, read_text_file, resolve_in, ImportError, ImportErrorKind, Imported,
     ModelLocation,
 };
 use sinkscope::model::{Batch, ForwardOptions, Taps};
@@ -352,7 +352,7 @@ fn edit_weights(dir: &Path, edit: impl FnOnce(&mut Vec<(String, Dtype, Vec<usize
         .map(|(n, v)| (n, v.dtype(), v.shape().to_vec(), v.data().to_vec()))
         .collect();
     edit(&mut tensors);
-    let views: Vec<(String, TensorView)> = tensors
+    let views: Vec<(String, TensorView<'_>)> = tensors
         .iter()
         .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
         .collect();
@@ -646,13 +646,13 @@ fn text_that_is_not_utf8_is_named() {
 
 #[test]
 fn model_arguments_that_name_nothing_are_errors() {
-    let e = import::resolve_in("/no/such/model", None).unwrap_err();
+    let e = resolve_in("/no/such/model", None).unwrap_err();
     assert!(matches!(*e.kind, ImportErrorKind::NotFound(_)));
     let dir = tempfile::tempdir().unwrap();
-    let e = import::resolve_in(dir.path().to_str().unwrap(), None).unwrap_err();
+    let e = resolve_in(dir.path().to_str().unwrap(), None).unwrap_err();
     assert!(e.to_string().contains("no config.json"), "{e}");
     let not_gguf = dir.path().join("weights.bin");
     fs::write(&not_gguf, b"x").unwrap();
-    let e = import::resolve_in(not_gguf.to_str().unwrap(), None).unwrap_err();
+    let e = resolve_in(not_gguf.to_str().unwrap(), None).unwrap_err();
     assert!(e.to_string().contains("not .gguf"), "{e}");
 }

@@ -22,7 +22,7 @@ fn ids(batch: usize, t: usize) -> Tensor<B, 2, Int> {
 fn sharp(cfg: &ModelConfig) -> Transformer<B> {
     // Larger weights than the training init so attention is far from uniform.
     let m = Transformer::<B>::init(cfg, 3, &Default::default());
-    let scale = |l: burn::nn::Linear<B>| burn::nn::Linear {
+    let scale = |l: nn::Linear<B>| nn::Linear {
         weight: l.weight.map(|w| w * 20.0),
         bias: l.bias,
     };

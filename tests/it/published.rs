@@ -13,7 +13,7 @@ use burn::backend::Flex;
 use burn::prelude::*;
 use safetensors::SafeTensors;
 use sinkscope::eval::{ablate, lm_batch};
-use sinkscope::import::{self, load, Imported};
+use sinkscope::import::{load, Imported};
 use sinkscope::model::{Batch, ForwardOptions, Taps};
 
 use crate::common::{root, sinkscope};
@@ -156,7 +156,7 @@ fn pytorch_bin_single_and_sharded_match_transformers() {
 fn rename_tensors(src: &Path, dst: &Path, rename: impl Fn(&str) -> String) {
     let bytes = fs::read(src).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
-    let views: Vec<(String, safetensors::tensor::TensorView)> = file
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = file
         .tensors()
         .into_iter()
         .map(|(n, v)| (rename(&n), v))
@@ -355,7 +355,7 @@ fn broken_pytorch_files_are_named() {
             fs::copy(published("bert-bin").join(f), folder.join(f)).unwrap();
         }
         fs::copy(&p, folder.join("pytorch_model.bin")).unwrap();
-        let e = import::load::<B>(folder.to_str().unwrap(), &Default::default())
+        let e = load::<B>(folder.to_str().unwrap(), &Default::default())
             .err()
             .expect("broken .bin must not load")
             .to_string();
@@ -372,7 +372,7 @@ fn broken_pytorch_files_are_named() {
     ] {
         fs::copy(published("llama-bin-sharded").join(f), folder.join(f)).unwrap();
     }
-    let e = import::load::<B>(folder.to_str().unwrap(), &Default::default())
+    let e = load::<B>(folder.to_str().unwrap(), &Default::default())
         .err()
         .expect("missing shards must not load")
         .to_string();

@@ -61,7 +61,7 @@ fn corpus(dir: &Path, n: usize) -> (Vec<PathBuf>, Vec<String>) {
 }
 
 /// Shards of 100 KJV paragraphs tokenized with fixture `tokenizer` under `dir`.
-pub fn tiny_shards(dir: &Path, tokenizer_name: &str) -> PathBuf {
+pub(crate) fn tiny_shards(dir: &Path, tokenizer_name: &str) -> PathBuf {
     let (inputs, _) = corpus(dir, 100);
     let out = dir.join(format!("shards-{tokenizer_name}"));
     let job = TokenizeJob {

@@ -245,7 +245,7 @@ fn analyze_subject(
         true,
         &setup.plan.analysis,
         &device,
-        &mut |lm: LayerMaps| {
+        &mut |lm: LayerMaps<'_>| {
             if lm.sequence == 0 {
                 if let Some(d) = dump.as_mut() {
                     d.layer(lm.layer, lm.maps)

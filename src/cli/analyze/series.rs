@@ -26,7 +26,7 @@ use crate::log::progress::Progress;
 use crate::log::run_log::METRICS_FILE;
 
 /// The probes of a series, inside `--out`.
-pub const PROBES_FILE: &str = "probes.json";
+pub(super) const PROBES_FILE: &str = "probes.json";
 
 /// Analyzes `revisions` (in step order) one after the other.
 pub(super) fn run(args: &AnalyzeArgs, revisions: Vec<Revision>) -> anyhow::Result<()> {

@@ -334,7 +334,7 @@ impl<'a> Cursor<'a> {
         count.min(fits) as usize
     }
 
-    fn take(&mut self, n: u64, what: What) -> Result<&'a [u8], GgufErrorKind> {
+    fn take(&mut self, n: u64, what: What<'_>) -> Result<&'a [u8], GgufErrorKind> {
         let end = self.pos.checked_add(n).filter(|&end| end <= self.len());
         let Some(end) = end else {
             return Err(GgufErrorKind::Truncated {
@@ -349,22 +349,22 @@ impl<'a> Cursor<'a> {
         Ok(bytes)
     }
 
-    fn array<const N: usize>(&mut self, what: What) -> Result<[u8; N], GgufErrorKind> {
+    fn array<const N: usize>(&mut self, what: What<'_>) -> Result<[u8; N], GgufErrorKind> {
         let bytes = self.take(N as u64, what)?;
         let mut out = [0u8; N];
         out.copy_from_slice(bytes);
         Ok(out)
     }
 
-    fn u32(&mut self, what: What) -> Result<u32, GgufErrorKind> {
+    fn u32(&mut self, what: What<'_>) -> Result<u32, GgufErrorKind> {
         self.array(what).map(u32::from_le_bytes)
     }
 
-    fn u64(&mut self, what: What) -> Result<u64, GgufErrorKind> {
+    fn u64(&mut self, what: What<'_>) -> Result<u64, GgufErrorKind> {
         self.array(what).map(u64::from_le_bytes)
     }
 
-    fn string(&mut self, what: What) -> Result<String, GgufErrorKind> {
+    fn string(&mut self, what: What<'_>) -> Result<String, GgufErrorKind> {
         let len = self.u64(&|| format!("the length of {}", what()))?;
         let bytes = self.take(len, what)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| GgufErrorKind::InvalidUtf8 { what: what() })
@@ -378,7 +378,7 @@ impl<'a> Cursor<'a> {
         depth: usize,
     ) -> Result<MetadataValue, GgufErrorKind> {
         let what = || format!("the value of {key:?}");
-        let what: What = &what;
+        let what: What<'_> = &what;
         Ok(match type_id {
             0 => MetadataValue::U8(u8::from_le_bytes(self.array(what)?)),
             1 => MetadataValue::I8(i8::from_le_bytes(self.array(what)?)),
@@ -432,7 +432,7 @@ impl<'a> Cursor<'a> {
     fn tensor_info(&mut self, i: u64) -> Result<TensorInfo, GgufErrorKind> {
         let name = self.string(&|| format!("the name of tensor #{i}"))?;
         let what = || format!("the info of tensor {name:?}");
-        let what: What = &what;
+        let what: What<'_> = &what;
         let n_dims = self.u32(what)?;
         if n_dims > MAX_DIMS {
             return Err(GgufErrorKind::Invalid(format!(

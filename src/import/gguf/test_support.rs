@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 
 /// `tests/fixtures/<rel>` of the crate being tested.
-pub fn fixture(rel: &str) -> PathBuf {
+pub(super) fn fixture(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
         .join(rel)
 }
 
 /// Every f32 tensor of a safetensors file as (values, row-major shape).
-pub fn read_safetensors(path: &Path) -> HashMap<String, (Vec<f32>, Vec<usize>)> {
+pub(super) fn read_safetensors(path: &Path) -> HashMap<String, (Vec<f32>, Vec<usize>)> {
     let bytes = std::fs::read(path).unwrap();
     let file = SafeTensors::deserialize(&bytes).unwrap();
     file.tensors()
@@ -33,7 +33,10 @@ pub fn read_safetensors(path: &Path) -> HashMap<String, (Vec<f32>, Vec<usize>)> 
 
 /// A copy of the fixture `rel`, changed by `damage`, in a fresh temporary directory (kept
 /// alive by the returned guard).
-pub fn damaged_copy(rel: &str, damage: impl FnOnce(&mut Vec<u8>)) -> (tempfile::TempDir, PathBuf) {
+pub(super) fn damaged_copy(
+    rel: &str,
+    damage: impl FnOnce(&mut Vec<u8>),
+) -> (tempfile::TempDir, PathBuf) {
     let mut bytes = std::fs::read(fixture(rel)).unwrap();
     damage(&mut bytes);
     let dir = tempfile::tempdir().unwrap();
@@ -43,7 +46,7 @@ pub fn damaged_copy(rel: &str, damage: impl FnOnce(&mut Vec<u8>)) -> (tempfile::
 }
 
 /// Byte offset just past the GGUF string `s` (u64 length + bytes), which must occur once.
-pub fn end_of_gguf_string(bytes: &[u8], s: &str) -> usize {
+pub(super) fn end_of_gguf_string(bytes: &[u8], s: &str) -> usize {
     let mut needle = (s.len() as u64).to_le_bytes().to_vec();
     needle.extend_from_slice(s.as_bytes());
     let hits: Vec<usize> = bytes

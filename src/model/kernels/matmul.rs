@@ -135,8 +135,8 @@ fn coords(mut f: usize, dims: &[usize]) -> Vec<usize> {
 fn products(
     full: &[usize],
     out: &[usize],
-    a: &Operand,
-    b: &Operand,
+    a: &Operand<'_>,
+    b: &Operand<'_>,
     scale: f32,
     init: Option<&[f32]>,
 ) -> Vec<f32> {

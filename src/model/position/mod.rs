@@ -33,7 +33,7 @@ pub struct PositionContext<B: Backend> {
 
 impl<B: Backend> PositionEmbedding<B> {
     /// A fresh (for learned: N(0, std²)) encoding for `cfg`.
-    pub fn init(cfg: &ModelConfig, std: f64, init: &mut Init<B>) -> Self {
+    pub fn init(cfg: &ModelConfig, std: f64, init: &mut Init<'_, B>) -> Self {
         let table = (cfg.position.kind == PositionKind::Learned).then(|| {
             let rows = cfg.max_seq_len + cfg.position.offset;
             init.normal([rows, cfg.d_model], std)
