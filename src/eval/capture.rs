@@ -114,18 +114,25 @@ pub fn capture_layers<B: Backend>(
             })
             .and_then(to_host)
         };
-        let result = host(taps.probs).and_then(|probs| {
+        let result = host(taps.probs).and_then(|mut probs| {
             let values = host(taps.values)?;
             let mut out = Vec::with_capacity(n);
             for (b, seq) in sequences.iter().enumerate() {
                 let tb = seq.len();
-                let mut maps = Vec::with_capacity(h * tb * tb);
-                for head in 0..h {
-                    for i in 0..tb {
-                        let row = ((b * h + head) * t + i) * t;
-                        maps.extend_from_slice(&probs[row..row + tb]);
+                // One unpadded sequence: its maps are the whole buffer, taken rather than
+                // copied (at 2,048 tokens a layer's maps are 151 MB; a copy doubled them).
+                let mut maps = if n == 1 && tb == t {
+                    std::mem::take(&mut probs)
+                } else {
+                    let mut maps = Vec::with_capacity(h * tb * tb);
+                    for head in 0..h {
+                        for i in 0..tb {
+                            let row = ((b * h + head) * t + i) * t;
+                            maps.extend_from_slice(&probs[row..row + tb]);
+                        }
                     }
-                }
+                    maps
+                };
                 let mut vectors = Vec::with_capacity(kv * tb * dh);
                 for head in 0..kv {
                     let start = (b * kv + head) * t * dh;
