@@ -71,6 +71,7 @@ const MAX_PRODUCTS: usize = 4000;
 /// A symmetric weight matrix W without its diagonal (self-loops cancel in the
 /// Laplacian), as adjacency lists: thresholded graphs are sparse, and even a dense one
 /// costs one pass per Laplacian product.
+#[derive(Debug)]
 pub struct Adjacency {
     t: usize,
     start: Vec<usize>,

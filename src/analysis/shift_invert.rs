@@ -18,6 +18,7 @@ use faer::{Mat, MatMut, Par, Side};
 
 /// A factorization of L + σI (dense: of L + α Σ_c u_c u_cᵀ + σI, see
 /// [`ShiftedInverse::new`]).
+#[derive(Debug)]
 enum Factor {
     /// The lower Cholesky factor, in the lower triangle.
     Dense(Mat<f64>),
@@ -26,6 +27,7 @@ enum Factor {
 
 /// (L + σI)⁻¹ for a Laplacian L = D − W given by its off-diagonal weights, on the
 /// complement of L's null space.
+#[derive(Debug)]
 pub struct ShiftedInverse {
     n: usize,
     factor: Factor,

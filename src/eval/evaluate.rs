@@ -132,6 +132,7 @@ pub struct StreamedSequence {
 }
 
 /// One layer's maps of one probe sequence, as a streamed analysis hands them out.
+#[derive(Debug)]
 pub struct LayerMaps<'a> {
     /// Index of the sequence in the probe set.
     pub sequence: usize,

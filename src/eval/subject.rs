@@ -16,6 +16,7 @@ use crate::train::vocab::Vocabulary;
 use crate::train::Recipe;
 
 /// How a subject turns text into ids.
+#[derive(Debug)]
 pub enum SubjectTokenizer {
     /// A sinkscope run's vocabulary (bytes, or the tokenizer.json it trained with);
     /// `bos` if the run prepended BOS.
@@ -30,6 +31,7 @@ pub enum SubjectTokenizer {
 }
 
 /// A model with its tokenizer and a name for reports.
+#[derive(Debug)]
 pub struct Subject<B: Backend> {
     /// The model.
     pub model: Transformer<B>,

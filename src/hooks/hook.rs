@@ -33,6 +33,7 @@ impl Needs {
 }
 
 /// What a hook reads at an evaluation.
+#[derive(Debug)]
 pub struct HookInput<'a> {
     /// Every metric of this evaluation.
     pub evaluation: &'a Evaluation,
@@ -41,7 +42,7 @@ pub struct HookInput<'a> {
 }
 
 /// What a hook hands to the logs.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct HookOutput {
     /// `(tag, value)` scalars.
     pub scalars: Vec<(String, f64)>,

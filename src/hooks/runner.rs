@@ -57,6 +57,19 @@ pub struct HookRunner<B: AutodiffBackend> {
     started_at: usize,
 }
 
+impl<B: AutodiffBackend> std::fmt::Debug for HookRunner<B> {
+    /// The hooks by name and the schedule (the logs and the worker are left out).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hooks: Vec<&str> = self.hooks.iter().map(|h| h.name()).collect();
+        f.debug_struct("HookRunner")
+            .field("hooks", &hooks)
+            .field("active", &self.active)
+            .field("schedule", &self.schedule)
+            .field("probes", &self.probes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<B: AutodiffBackend> HookRunner<B> {
     /// Hooks named in `cfg` (an unknown name is an error naming `[hooks] run`).
     pub fn new(

@@ -24,7 +24,7 @@ const OPEN_HOOKS: [&str; 1] = ["sinks"];
 /// The layout of a run, grown with each evaluation: a tag that first appears
 /// later (the Fisher trace has no value before the first step) still gets its
 /// chart.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct LayoutBuilder {
     /// Hook name → the TensorBoard tags it logged, in first-seen order.
     hooks: Vec<(&'static str, Vec<String>)>,

@@ -15,6 +15,7 @@ use crate::log::hparams::HParamsPluginData;
 use crate::log::RunLog;
 
 /// Work for the analysis thread.
+#[derive(Debug)]
 pub enum Job {
     /// Scalars to log as they are (training loss, learning rate…).
     Scalars {
@@ -62,6 +63,7 @@ pub enum Job {
 }
 
 /// Handle to the running worker.
+#[derive(Debug)]
 pub struct Worker {
     tx: Option<SyncSender<Job>>,
     handle: Option<JoinHandle<Result<()>>>,

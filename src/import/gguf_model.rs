@@ -21,6 +21,7 @@ use crate::model::ModelConfig;
 
 /// One GGUF architecture: the Hugging Face family it was converted from, and how the
 /// converter named and changed its tensors.
+#[derive(Debug)]
 pub struct GgufArch {
     /// `general.architecture`.
     pub name: &'static str,
@@ -470,6 +471,7 @@ pub fn vocab(file: &GgufFile) -> Result<GgufVocab> {
 /// A GGUF file as the Hugging Face checkpoint it was converted from: tensors under their
 /// Hugging Face names, the converter's changes undone, dequantized per tensor on read.
 /// Tensors the architecture does not name keep their GGUF names (and are reported unused).
+#[derive(Debug)]
 pub struct GgufSource {
     file: GgufFile,
     /// Hugging Face name → (GGUF name, steps that undo the converter).

@@ -48,6 +48,7 @@ use gguf_model::GgufSource;
 use source::TensorSource;
 
 /// A pretrained model ready to analyze.
+#[derive(Debug)]
 pub struct Imported<B: Backend> {
     /// The weights in sinkscope's transformer: all of them, or with the blocks read
     /// from the checkpoint when a forward pass reaches them ([`Residence`]).

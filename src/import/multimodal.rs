@@ -37,6 +37,7 @@ pub fn text_decoder_config(outer: &HfConfig) -> Option<HfConfig> {
 
 /// A multimodal checkpoint seen as its text decoder alone: names as the decoder would be
 /// published on its own; every other tensor (vision tower, projector) hidden.
+#[derive(Debug)]
 pub struct TextDecoderSource {
     inner: Box<dyn TensorSource>,
     /// Decoder-alone name → stored name.
@@ -114,6 +115,7 @@ mod tests {
     use super::*;
 
     /// Shapes only: enough to see which names survive and how they are spelled.
+    #[derive(Debug)]
     struct Names(Vec<&'static str>);
 
     impl TensorSource for Names {

@@ -37,12 +37,14 @@ pub const SINGLE_FILE: &str = "pytorch_model.bin";
 pub const INDEX_FILE: &str = "pytorch_model.bin.index.json";
 
 /// A tensor's stored dtype and shape.
+#[derive(Debug)]
 struct Stored {
     dtype: DType,
     shape: Vec<usize>,
 }
 
 /// One `.bin` file's tensors (lazy: data stays in the zip until read).
+#[derive(Debug)]
 pub struct Shard {
     path: PathBuf,
     tensors: HashMap<String, Stored>,

@@ -29,6 +29,7 @@ pub const SINGLE_FILE: &str = "model.safetensors";
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
 /// One memory-mapped safetensors file with its parsed header.
+#[derive(Debug)]
 pub struct Shard {
     path: PathBuf,
     map: Mmap,

@@ -14,7 +14,7 @@ use crate::import::safetensors::Index;
 use crate::import::source::TensorSource;
 
 /// One checkpoint file of some format, opened and validated, its data read on demand.
-pub trait CheckpointFile: Sized + Send + Sync {
+pub trait CheckpointFile: Sized + Send + Sync + std::fmt::Debug {
     /// Opens `path`, checking what can be checked without reading every tensor.
     fn open(path: &Path) -> Result<Self, ImportError>;
     /// The file it was opened from.
@@ -34,6 +34,7 @@ pub trait CheckpointFile: Sized + Send + Sync {
 }
 
 /// A checkpoint: one file, or the shards an index names.
+#[derive(Debug)]
 pub struct Sharded<F> {
     /// The single file or the index, for errors about the checkpoint as a whole.
     main: PathBuf,

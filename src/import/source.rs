@@ -14,7 +14,7 @@ use crate::import::safetensors::{self as st, SafetensorsSource};
 /// A read-only collection of named tensors, each readable as row-major f32. Shared
 /// across threads: an imported model's blocks are read from it while the forward pass
 /// runs ([`crate::model::BlockWeights`]).
-pub trait TensorSource: Send + Sync {
+pub trait TensorSource: Send + Sync + std::fmt::Debug {
     /// Every float tensor in the checkpoint (unordered). Integer and boolean tensors
     /// (`position_ids`, `token_type_ids`, masks) are index buffers, never weights: they
     /// are listed by [`TensorSource::left_out`] instead.

@@ -61,6 +61,7 @@ const CONTROL: i32 = 3;
 /// GGUF pre-tokenizer names whose regex is GPT-2's own.
 const GPT2_PRE: [&str; 2] = ["default", "gpt-2"];
 
+#[derive(Debug)]
 enum Engine {
     /// tokenizer.json through `tokenizers`; its post-processor adds BOS/CLS/SEP.
     Hf(Box<tokenizers::Tokenizer>),
@@ -73,6 +74,7 @@ enum Engine {
 }
 
 /// A model's tokenizer.
+#[derive(Debug)]
 pub struct TextTokenizer {
     engine: Engine,
     /// id → piece of a GGUF vocabulary, for naming tokens (empty for tokenizer.json).

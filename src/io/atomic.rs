@@ -23,6 +23,7 @@ pub fn replace_with(
 /// A file written over time (a dump filled layer by layer) that replaces `path` only
 /// when [`AtomicFile::commit`] is called; dropped uncommitted (an error, a panic), its
 /// temporary file is removed and `path` is untouched.
+#[derive(Debug)]
 pub struct AtomicFile {
     path: PathBuf,
     tmp: PathBuf,

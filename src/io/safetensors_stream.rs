@@ -19,6 +19,7 @@ use serde_json::{json, Map};
 use super::atomic::AtomicFile;
 
 /// One tensor of the file: name, element type, shape.
+#[derive(Debug)]
 pub struct TensorSpec<'a> {
     /// The tensor's name in the header.
     pub name: &'a str,
@@ -35,6 +36,7 @@ impl TensorSpec<'_> {
 }
 
 /// The file being written: bytes still expected, and where they go.
+#[derive(Debug)]
 pub struct SafetensorsStream {
     file: AtomicFile,
     remaining: usize,

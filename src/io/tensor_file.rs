@@ -28,12 +28,14 @@ pub struct TensorEntry {
     end: usize,
 }
 
+#[derive(Debug)]
 struct Shard {
     path: PathBuf,
     map: Mmap,
 }
 
 /// Every tensor of one `.safetensors` file or of a model folder.
+#[derive(Debug)]
 pub struct TensorFiles {
     shards: Vec<Shard>,
     tensors: Vec<TensorEntry>,

@@ -10,6 +10,7 @@ use serde::Serialize;
 use super::LogError;
 
 /// Appends JSON lines to a file, one complete line per [`JsonlWriter::write`].
+#[derive(Debug)]
 pub struct JsonlWriter {
     path: PathBuf,
     file: File,
@@ -251,9 +252,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("plain_file");
         fs::write(&file, b"x").unwrap();
-        let err = JsonlWriter::open_append(file.join("metrics.jsonl"))
-            .err()
-            .expect("must fail");
+        let err = JsonlWriter::open_append(file.join("metrics.jsonl")).expect_err("must fail");
         assert!(
             err.to_string().contains(&file.display().to_string()),
             "{err}"

@@ -23,14 +23,17 @@ const LINES_PER_RUN: u64 = 10;
 pub const MAX_SILENCE: Duration = Duration::from_secs(60);
 
 /// A progress display: a bar or plain periodic lines.
+#[derive(Debug)]
 pub struct Progress(Mode);
 
+#[derive(Debug)]
 enum Mode {
     Bar(ProgressBar),
     Lines(Mutex<Lines>),
 }
 
 /// State of the plain-line display.
+#[derive(Debug)]
 struct Lines {
     len: u64,
     start: u64,

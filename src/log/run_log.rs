@@ -43,6 +43,7 @@ impl TagFilter {
 }
 
 /// Writers for one run's logs.
+#[derive(Debug)]
 pub struct RunLog {
     tb: TensorBoardWriter,
     jsonl: JsonlWriter,

@@ -30,6 +30,7 @@ pub const EVENT_FILE_PREFIX: &str = "events.out.tfevents.";
 static FILE_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// Appends events to a new event file in a run's TensorBoard folder.
+#[derive(Debug)]
 pub struct TensorBoardWriter {
     path: PathBuf,
     /// None once a write failed: the file was cut back to `durable` and its
@@ -371,7 +372,7 @@ mod tests {
         let file = dir.path().join("not_a_folder");
         fs::write(&file, b"x").unwrap();
         let target = file.join("tb");
-        let err = TensorBoardWriter::create(&target).err().expect("must fail");
+        let err = TensorBoardWriter::create(&target).expect_err("must fail");
         let msg = err.to_string();
         assert!(msg.starts_with("cannot create log folder"), "{msg}");
         assert!(msg.contains(&target.display().to_string()), "{msg}");
@@ -388,9 +389,7 @@ mod tests {
             .path()
             .join(format!("{EVENT_FILE_PREFIX}1.host.1.000000"));
         fs::write(&fresh, b"").unwrap();
-        let e = TensorBoardWriter::start(fresh.clone(), full())
-            .err()
-            .expect("must fail");
+        let e = TensorBoardWriter::start(fresh.clone(), full()).expect_err("must fail");
         assert!(matches!(e, LogError::DiskFull { .. }), "{e}");
         assert!(
             e.to_string()

@@ -15,6 +15,7 @@ use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 
 /// A source of fresh parameters on one device.
+#[derive(Debug)]
 pub struct Init<'a, B: Backend> {
     /// None for a skeleton.
     rng: Option<StdRng>,

@@ -20,6 +20,18 @@ pub struct FusedAdamW {
     reference: AdamW,
 }
 
+impl std::fmt::Debug for FusedAdamW {
+    /// The constants (burn's `AdamW`, kept for other backends, has no `Debug`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FusedAdamW")
+            .field("beta1", &self.beta1)
+            .field("beta2", &self.beta2)
+            .field("eps", &self.eps)
+            .field("weight_decay", &self.weight_decay)
+            .finish_non_exhaustive()
+    }
+}
+
 impl FusedAdamW {
     /// AdamW with these constants.
     pub fn new(beta1: f32, beta2: f32, eps: f32, weight_decay: f32) -> Self {

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 pub const LOCK_FILE: &str = ".lock";
 
 /// The held lock; dropping it (or the process ending) releases it.
+#[derive(Debug)]
 pub struct RunLock {
     _file: File,
 }

@@ -7,6 +7,7 @@ use crate::model::kernels;
 use crate::train::data::HostBatch;
 
 /// Device tensors of a [`HostBatch`].
+#[derive(Debug)]
 pub struct DeviceBatch<B: Backend> {
     /// `[B, T]` input ids.
     pub inputs: Tensor<B, 2, Int>,

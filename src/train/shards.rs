@@ -250,6 +250,7 @@ impl TokenStream {
 /// Writes one `.bin` stream through a temporary file renamed into place by
 /// [`ShardWriter::finish`], so an interrupted tokenization leaves no shard that looks
 /// complete.
+#[derive(Debug)]
 pub struct ShardWriter {
     out: BufWriter<File>,
     tmp: PathBuf,

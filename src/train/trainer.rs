@@ -81,6 +81,7 @@ pub trait TrainEvents<B: AutodiffBackend> {
 }
 
 /// Watches nothing.
+#[derive(Debug)]
 pub struct NoEvents;
 impl<B: AutodiffBackend> TrainEvents<B> for NoEvents {}
 

@@ -157,6 +157,7 @@ impl Vocabulary {
 /// A `tokenizer.json` loaded for training: encodes text without special tokens, and
 /// knows its file's SHA-256, which token shards record so that a shard is never read
 /// with a different tokenizer.
+#[derive(Debug)]
 pub struct TrainingTokenizer {
     inner: tokenizers::Tokenizer,
     path: PathBuf,

@@ -220,8 +220,7 @@ fn a_head_present_in_part_is_still_an_error() {
         .collect();
     safetensors::serialize_to_file(kept, None, &dir.path().join("model.safetensors")).unwrap();
     let e = load::<B>(dir.path().to_str().unwrap(), &Default::default())
-        .err()
-        .expect("a partial head must not load");
+        .expect_err("a partial head must not load");
     let msg = e.to_string();
     assert!(
         msg.contains("cls.predictions.transform.dense.weight") && msg.contains("missing"),
@@ -356,8 +355,7 @@ fn broken_pytorch_files_are_named() {
         }
         fs::copy(&p, folder.join("pytorch_model.bin")).unwrap();
         let e = load::<B>(folder.to_str().unwrap(), &Default::default())
-            .err()
-            .expect("broken .bin must not load")
+            .expect_err("broken .bin must not load")
             .to_string();
         assert!(e.contains("pytorch_model.bin"), "{e}");
     }
@@ -373,8 +371,7 @@ fn broken_pytorch_files_are_named() {
         fs::copy(published("llama-bin-sharded").join(f), folder.join(f)).unwrap();
     }
     let e = load::<B>(folder.to_str().unwrap(), &Default::default())
-        .err()
-        .expect("missing shards must not load")
+        .expect_err("missing shards must not load")
         .to_string();
     assert!(e.contains("pytorch_model-00001-of-00003.bin"), "{e}");
 }
@@ -474,8 +471,7 @@ fn broken_sentence_transformers_folders_are_named() {
     for (body, expect) in cases {
         fs::write(dir.path().join("modules.json"), body).unwrap();
         let e = load::<B>(dir.path().to_str().unwrap(), &Default::default())
-            .err()
-            .expect("a broken modules.json must not load")
+            .expect_err("a broken modules.json must not load")
             .to_string();
         assert!(
             e.contains("modules.json") && e.contains(expect),

@@ -240,6 +240,7 @@ impl Table {
 }
 
 /// A Hugging Face family: the `model_type`s it covers, its switches and its table.
+#[derive(Debug)]
 pub struct Family {
     /// The name shown to users (`llama`, `bert`, …).
     pub name: &'static str,
