@@ -14,14 +14,16 @@
 //! Run: `cargo bench --bench analyze` (lengths 128 … 2048), or choose lengths with
 //! `SINKSCOPE_BENCH_LENGTHS=256,1024 cargo bench --bench analyze`.
 
-use std::process::Command;
 use std::time::Instant;
 
 use burn::backend::Flex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sinkscope::eval::{analyze_streaming, finish, EvalPlan};
-use sinkscope::hooks::registry;
+use sinkscope::eval::{analyze_streaming, finish};
+use sinkscope::hooks::{analysis_hooks, plan_for};
+#[path = "common/process.rs"]
+mod process;
+use process::{run_child, status_bytes};
 use sinkscope::model::{MlpKind, ModelConfig, NormKind, PositionConfig, Transformer};
 
 type B = Flex;
@@ -50,26 +52,6 @@ fn smollm2_shaped(t: usize) -> ModelConfig {
     }
 }
 
-/// A `/proc/self/status` field in bytes (Linux), e.g. `VmHWM`.
-fn status_bytes(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
-/// The plan `sinkscope analyze` uses: default analysis, every hook's switches except the
-/// weight spectra and Fisher.
-fn analyze_plan() -> EvalPlan {
-    let mut plan = EvalPlan::default();
-    for h in registry() {
-        if h.name() != "weights" && h.name() != "fisher" {
-            h.plan(&mut plan);
-        }
-    }
-    plan
-}
-
 /// One length, in this process: prints `T seconds forward_seconds peak_bytes`.
 fn child(t: usize) {
     let device = Default::default();
@@ -77,7 +59,7 @@ fn child(t: usize) {
     let model = Transformer::<B>::init(&cfg, 7, &device);
     let mut rng = StdRng::seed_from_u64(t as u64);
     let tokens: Vec<u32> = (0..t).map(|_| rng.random_range(0..49152u32)).collect();
-    let plan = analyze_plan();
+    let plan = plan_for(&analysis_hooks(false), Default::default());
     let start = Instant::now();
     let seqs = analyze_streaming(
         &model,
@@ -114,24 +96,12 @@ fn main() {
                 .collect()
         })
         .unwrap_or_else(|| DEFAULT_LENGTHS.to_vec());
-    let exe = std::env::current_exe().expect("own path");
     println!("SmolLM2-135M-shaped analysis (30 layers × 9 heads), one text, random weights");
     println!("{:>7} {:>10} {:>12}", "tokens", "time s", "peak RSS GB");
     for t in lengths {
-        let out = Command::new(&exe)
-            .env(CHILD_ENV, t.to_string())
-            .output()
-            .expect("run the child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = stdout.lines().last().filter(|_| out.status.success()) else {
-            eprintln!(
-                "{t} tokens failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let Some(f) = run_child(CHILD_ENV, &t.to_string(), &[], &format!("{t} tokens")) else {
             continue;
         };
-        let f: Vec<&str> = line.split_whitespace().collect();
         let peak: f64 = f[2].parse().unwrap_or(f64::NAN);
         println!("{:>7} {:>10} {:>12.2}", f[0], f[1], peak / 1e9);
     }

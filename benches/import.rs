@@ -32,7 +32,6 @@ use std::fs::{self, File};
 use std::hint::black_box;
 use std::io::{BufWriter, Write};
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use burn::backend::{Autodiff, Flex};
@@ -41,10 +40,15 @@ use burn::prelude::*;
 use criterion::{criterion_group, Criterion, Throughput};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use sinkscope::eval::{analyze_streaming, EvalPlan, Subject};
-use sinkscope::hooks::registry;
+use sinkscope::eval::{analyze_streaming, Subject};
+use sinkscope::hooks::{analysis_hooks, plan_for};
 use sinkscope::import::{load, Residence};
+use sinkscope::model::budget::available_bytes;
 use sinkscope::model::{Batch, ForwardOptions, Taps};
+
+#[path = "common/process.rs"]
+mod process;
+use process::{run_child, status_bytes};
 
 type B = Flex;
 
@@ -214,19 +218,6 @@ fn write_checkpoint(dir: &Path, s: &Shape, bf16: bool) -> usize {
     params
 }
 
-/// A `/proc/self/status` field in bytes (Linux), e.g. `VmHWM`.
-fn status_bytes(field: &str) -> Option<u64> {
-    status_bytes_of("/proc/self/status", field)
-}
-
-/// A field of a `/proc` file given in kB, in bytes.
-fn status_bytes_of(file: &str, field: &str) -> Option<u64> {
-    let status = fs::read_to_string(file).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 /// Resets the peak-RSS counter; false where the kernel does not allow it.
 fn reset_peak() -> bool {
     fs::write("/proc/self/clear_refs", "5").is_ok()
@@ -320,17 +311,6 @@ const CHILD_ENV: &str = "SINKSCOPE_BIGLOAD_CHILD";
 const SIZE_ENV: &str = "SINKSCOPE_BIGLOAD";
 const DIR_ENV: &str = "SINKSCOPE_BIGLOAD_DIR";
 
-/// The plan `sinkscope analyze` uses: every hook's switches except weights and Fisher.
-fn analyze_plan() -> EvalPlan {
-    let mut plan = EvalPlan::default();
-    for h in registry() {
-        if h.name() != "weights" && h.name() != "fisher" {
-            h.plan(&mut plan);
-        }
-    }
-    plan
-}
-
 /// One analysis of the checkpoint in `dir` in this process, as `analyze` runs it:
 /// prints `load_s analysis_s peak_after_load_bytes peak_bytes`.
 fn child(residence: Residence, dir: &str) {
@@ -342,7 +322,7 @@ fn child(residence: Residence, dir: &str) {
     let after_load = status_bytes("VmHWM").unwrap_or_default();
     let start = Instant::now();
     let inner = subject.model.valid();
-    let plan = analyze_plan();
+    let plan = plan_for(&analysis_hooks(false), Default::default());
     let seqs = analyze_streaming(
         &inner,
         &[ids(inner.config.vocab_size)],
@@ -387,8 +367,7 @@ fn big_checkpoint() {
         gb(f32_bytes),
         start.elapsed().as_secs_f64()
     );
-    let available = status_bytes_of("/proc/meminfo", "MemAvailable").unwrap_or(u64::MAX);
-    let exe = std::env::current_exe().expect("own path");
+    let available = available_bytes().unwrap_or(u64::MAX);
     for (mode, name) in [("on_demand", "on demand"), ("in_memory", "in memory")] {
         if mode == "in_memory" && f32_bytes > 0.8 * available as f64 {
             eprintln!(
@@ -399,26 +378,13 @@ fn big_checkpoint() {
             );
             continue;
         }
-        let out = Command::new(&exe)
-            .env(CHILD_ENV, mode)
-            .arg(dir.path())
-            .output()
-            .expect("run the child");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let Some(line) = stdout.lines().last().filter(|_| out.status.success()) else {
-            eprintln!(
-                "[{label}, {name}] failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            );
+        let label = format!("[{label}, {name}]");
+        let Some(f) = run_child(CHILD_ENV, mode, &[dir.path().as_os_str()], &label) else {
             continue;
         };
-        let f: Vec<f64> = line
-            .split_whitespace()
-            .map(|x| x.parse().unwrap_or(f64::NAN))
-            .collect();
+        let f: Vec<f64> = f.iter().map(|x| x.parse().unwrap_or(f64::NAN)).collect();
         eprintln!(
-            "[{label}, {name}] load {:.1} s, analysis of {T} tokens {:.1} s; peak RSS after \
+            "{label} load {:.1} s, analysis of {T} tokens {:.1} s; peak RSS after \
              load {:.2} GB ({:.2}× f32), after the analysis {:.2} GB ({:.2}× f32)",
             f[0],
             f[1],

@@ -7,6 +7,7 @@
 
 use crate::analysis::frame::FrameType;
 use crate::analysis::names::{self, family};
+use crate::analysis::AnalysisConfig;
 use crate::eval::{EvalPlan, Evaluation, SequenceCapture};
 use crate::log::{heatmap, scatter, RgbImage};
 
@@ -265,6 +266,28 @@ const fn needs(residuals: bool, gradients: bool) -> Needs {
         weights: false,
         gradients,
     }
+}
+
+/// The hooks `sinkscope analyze` runs on a model: every hook of the [`registry`] but
+/// Fisher's (it reads training gradients), the weight spectra only with `weights`.
+pub fn analysis_hooks(weights: bool) -> Vec<Box<dyn Hook>> {
+    registry()
+        .into_iter()
+        .filter(|h| (weights || h.name() != "weights") && h.name() != "fisher")
+        .collect()
+}
+
+/// The evaluation plan that serves `hooks`: `analysis`'s settings with every switch the
+/// hooks ask for.
+pub fn plan_for(hooks: &[Box<dyn Hook>], analysis: AnalysisConfig) -> EvalPlan {
+    let mut plan = EvalPlan {
+        analysis,
+        ..Default::default()
+    };
+    for h in hooks {
+        h.plan(&mut plan);
+    }
+    plan
 }
 
 /// Every hook a recipe can name, in the order they are documented.

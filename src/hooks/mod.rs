@@ -18,7 +18,7 @@ pub mod tags;
 pub mod worker;
 
 pub use config::{Backlog, HooksConfig};
-pub use hook::{registry, run_hooks, Hook, HookInput, HookOutput, Needs};
+pub use hook::{analysis_hooks, plan_for, registry, run_hooks, Hook, HookInput, HookOutput, Needs};
 pub use hparams::SessionRecords;
 pub use runner::HookRunner;
 pub use schedule::HookSchedule;

@@ -25,7 +25,7 @@ use crate::eval::{
     EvalPlan, Evaluation, LayerMaps, SequenceCapture, Subject,
 };
 use crate::hooks::tags::LayoutBuilder;
-use crate::hooks::{hparams, registry, run_hooks, Hook, HookInput, SessionRecords};
+use crate::hooks::{analysis_hooks, hparams, plan_for, run_hooks, Hook, HookInput, SessionRecords};
 use crate::import::tokenizer::Encoded;
 use crate::import::Residence;
 use crate::io::atomic;
@@ -151,24 +151,16 @@ struct Setup {
 
 impl Setup {
     fn new(args: &AnalyzeArgs) -> anyhow::Result<Self> {
-        let mut plan = EvalPlan {
-            analysis: match &args.config {
-                Some(p) => {
-                    let text = std::fs::read_to_string(p)
-                        .with_context(|| format!("{}: cannot read", p.display()))?;
-                    AnalysisConfig::from_toml(&text).with_context(|| p.display().to_string())?
-                }
-                None => AnalysisConfig::default(),
-            },
-            ..Default::default()
+        let analysis = match &args.config {
+            Some(p) => {
+                let text = std::fs::read_to_string(p)
+                    .with_context(|| format!("{}: cannot read", p.display()))?;
+                AnalysisConfig::from_toml(&text).with_context(|| p.display().to_string())?
+            }
+            None => AnalysisConfig::default(),
         };
-        let hooks: Vec<_> = registry()
-            .into_iter()
-            .filter(|h| (args.weights || h.name() != "weights") && h.name() != "fisher")
-            .collect();
-        for h in &hooks {
-            h.plan(&mut plan);
-        }
+        let hooks = analysis_hooks(args.weights);
+        let plan = plan_for(&hooks, analysis);
         Ok(Self { plan, hooks })
     }
 }
