@@ -87,9 +87,9 @@ fn run_one(
         }
         #[cfg(feature = "cuda")]
         DeviceKind::Cuda(_) => {
+            crate::train::device::check(&kinds).map_err(anyhow::Error::msg)?;
             let mut devices = Vec::new();
             for kind in kinds {
-                crate::train::device::check(kind).map_err(anyhow::Error::msg)?;
                 let DeviceKind::Cuda(index) = kind else {
                     anyhow::bail!("devices: \"cpu\" mixed with CUDA devices");
                 };

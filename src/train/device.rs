@@ -123,18 +123,23 @@ pub fn cuda_device_count() -> Result<usize, String> {
     ))
 }
 
-/// Checks that `device` can be used before a backend is started on it.
-pub fn check(device: DeviceKind) -> Result<(), String> {
-    let DeviceKind::Cuda(index) = device else {
+/// Checks that `devices` can be used before a backend is started on them: the driver
+/// is asked once for its GPU count.
+pub fn check(devices: &[DeviceKind]) -> Result<(), String> {
+    let Some(first) = devices.iter().find(|d| matches!(d, DeviceKind::Cuda(_))) else {
         return Ok(());
     };
     let n = cuda_device_count()
-        .map_err(|why| format!("device = \"{device}\": {why}; train on device = \"cpu\" here"))?;
-    if index >= n {
-        return Err(format!(
-            "device = \"{device}\": this machine has {n} CUDA device(s) (cuda:0 … cuda:{})",
-            n.saturating_sub(1)
-        ));
+        .map_err(|why| format!("device = \"{first}\": {why}; train on device = \"cpu\" here"))?;
+    for &device in devices {
+        if let DeviceKind::Cuda(index) = device {
+            if index >= n {
+                return Err(format!(
+                    "device = \"{device}\": this machine has {n} CUDA device(s) (cuda:0 … cuda:{})",
+                    n.saturating_sub(1)
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -165,14 +170,14 @@ mod tests {
         match cuda_device_count() {
             Err(why) => {
                 assert!(why.contains("CUDA driver"), "{why}");
-                let e = check(DeviceKind::Cuda(0)).unwrap_err();
+                let e = check(&[DeviceKind::Cuda(0)]).unwrap_err();
                 assert!(e.contains("device = \"cuda\"") && e.contains("cpu"), "{e}");
             }
             Ok(n) => {
-                let e = check(DeviceKind::Cuda(n)).unwrap_err();
+                let e = check(&[DeviceKind::Cuda(0), DeviceKind::Cuda(n)]).unwrap_err();
                 assert!(e.contains(&format!("{n} CUDA device")), "{e}");
             }
         }
-        assert!(check(DeviceKind::Cpu).is_ok());
+        assert!(check(&[DeviceKind::Cpu, DeviceKind::Cpu]).is_ok());
     }
 }
