@@ -119,3 +119,17 @@ pub enum AnalysisError {
     #[error("analysis config: {0}")]
     Config(String),
 }
+
+impl AnalysisError {
+    /// The same error about layer `layer` of a model, for maps built one layer at a
+    /// time (whose own layer index is 0): the user is told where in the model it is.
+    pub fn in_layer(mut self, layer: usize) -> Self {
+        match &mut self {
+            Self::NonFiniteAttention { layer: l, .. }
+            | Self::NegativeAttention { layer: l, .. }
+            | Self::RowSum { layer: l, .. } => *l += layer,
+            _ => {}
+        }
+        self
+    }
+}

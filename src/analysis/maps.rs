@@ -304,6 +304,19 @@ impl HiddenStates {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_one_layer_map_names_its_layer_in_the_model() {
+        let mut data = vec![0.5f32; 2 * 2 * 2];
+        data[5] = f32::NAN; // head 1, row 0, column 1
+        let e = AttentionMaps::new(1, 2, 2, data).unwrap_err();
+        assert!(e.to_string().starts_with("attention layer 0 head 1"), "{e}");
+        let e = e.in_layer(5).to_string();
+        assert!(
+            e.starts_with("attention layer 5 head 1") && e.contains("row 0, column 1"),
+            "{e}"
+        );
+    }
+
     fn causal_2x2() -> Vec<f32> {
         vec![1.0, 0.0, 0.5, 0.5]
     }

@@ -140,7 +140,7 @@ pub fn capture_layers<B: Backend>(
                 }
                 let null_mass = quiet.then(|| renormalize_rows(&mut maps, 1, h * tb, tb)[0]);
                 out.push(LayerCapture {
-                    maps: AttentionMaps::new(1, h, tb, maps)?,
+                    maps: AttentionMaps::new(1, h, tb, maps).map_err(|e| e.in_layer(layer))?,
                     values: ValueNorms::from_vectors(1, kv, tb, dh, &vectors)?,
                     null_mass,
                 });

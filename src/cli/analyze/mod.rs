@@ -249,7 +249,8 @@ fn analyze_subject(
             }
             Ok(())
         },
-    )?;
+    )
+    .with_context(|| format!("{}: the forward pass", subject.source))?;
     let null_mass: Vec<Option<&[f64]>> = streamed.iter().map(|s| s.null_mass.as_deref()).collect();
     let reports = streamed.iter().map(|s| s.report.clone()).collect();
     let mut evaluation = finish(step, reports, &null_mass, &[], fisher, &setup.plan)?;
